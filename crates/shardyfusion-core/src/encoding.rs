@@ -1,0 +1,261 @@
+//! Key encodings: how a logical key becomes the bytes stored in (and looked up from) a shard.
+//!
+//! | Encoding | Accepted keys | Stored bytes |
+//! |---|---|---|
+//! | `u64be` (default) | `Int` in `[0, 2^63-1]` | 8 bytes big-endian |
+//! | `u32be` | `Int` in `[0, 2^32-1]` | 4 bytes big-endian |
+//! | `utf8` | `Str` (UTF-8), `Bytes` (passthrough) | as is |
+//! | `raw` | `Bytes` (passthrough), `Str` (UTF-8) | as is |
+//!
+//! Readers go through [`KeyEncoding::normalize_lookup_key`] first: under the integer encodings a
+//! byte key of exactly 8 (or 4) bytes is decoded as the big-endian integer, so pre-encoded keys
+//! route like the integer they encode.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+use crate::key::KeyRef;
+
+/// How logical keys are stored in shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum KeyEncoding {
+    /// 8-byte big-endian unsigned integer (integer keys in `[0, 2^63-1]`).
+    #[default]
+    U64Be,
+    /// 4-byte big-endian unsigned integer (integer keys in `[0, 2^32-1]`).
+    U32Be,
+    /// UTF-8 text; byte keys pass through.
+    Utf8,
+    /// Raw bytes; string keys are stored as their UTF-8 bytes.
+    Raw,
+}
+
+impl KeyEncoding {
+    /// Every encoding, in the order of the specification.
+    pub const ALL: [KeyEncoding; 4] = [
+        KeyEncoding::U64Be,
+        KeyEncoding::U32Be,
+        KeyEncoding::Utf8,
+        KeyEncoding::Raw,
+    ];
+
+    /// The name written in manifests (`u64be`, `u32be`, `utf8`, `raw`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KeyEncoding::U64Be => "u64be",
+            KeyEncoding::U32Be => "u32be",
+            KeyEncoding::Utf8 => "utf8",
+            KeyEncoding::Raw => "raw",
+        }
+    }
+
+    /// Whether this encoding stores integer keys.
+    pub const fn is_integer(self) -> bool {
+        matches!(self, KeyEncoding::U64Be | KeyEncoding::U32Be)
+    }
+
+    /// Encode a logical key for writing, appending the stored bytes to `out`.
+    pub fn encode_into(self, key: KeyRef<'_>, out: &mut Vec<u8>) -> Result<()> {
+        match (self, key) {
+            (KeyEncoding::U64Be, KeyRef::Int(i)) => {
+                if i < 0 {
+                    return Err(Error::config(format!(
+                        "u64be encoding requires an integer key in [0, 2^63-1], got {i}"
+                    )));
+                }
+                out.extend_from_slice(&(i as u64).to_be_bytes());
+            }
+            (KeyEncoding::U32Be, KeyRef::Int(i)) => {
+                let v = u32::try_from(i).map_err(|_| {
+                    Error::config(format!(
+                        "u32be encoding requires an integer key in [0, 2^32-1], got {i}"
+                    ))
+                })?;
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+            (KeyEncoding::U64Be | KeyEncoding::U32Be, other) => {
+                return Err(Error::config(format!(
+                    "{} encoding expects an int key, got {} {other}",
+                    self.as_str(),
+                    other.type_name()
+                )));
+            }
+            (KeyEncoding::Utf8 | KeyEncoding::Raw, KeyRef::Int(i)) => {
+                return Err(Error::config(format!(
+                    "{} encoding expects a str or bytes key, got int {i}",
+                    self.as_str()
+                )));
+            }
+            (KeyEncoding::Utf8 | KeyEncoding::Raw, KeyRef::Str(s)) => {
+                out.extend_from_slice(s.as_bytes())
+            }
+            (KeyEncoding::Utf8 | KeyEncoding::Raw, KeyRef::Bytes(b)) => out.extend_from_slice(b),
+        }
+        Ok(())
+    }
+
+    /// Encode a logical key for writing.
+    ///
+    /// ```
+    /// use shardyfusion_core::{KeyEncoding, KeyRef};
+    /// assert_eq!(KeyEncoding::U64Be.encode(KeyRef::Int(42)).unwrap(), [0, 0, 0, 0, 0, 0, 0, 42]);
+    /// assert!(KeyEncoding::U32Be.encode(KeyRef::Int(1 << 32)).is_err());
+    /// ```
+    pub fn encode(self, key: KeyRef<'_>) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(8);
+        self.encode_into(key, &mut out)?;
+        Ok(out)
+    }
+
+    /// Turn a reader's lookup key into the logical key it stands for: under `u64be`/`u32be` a
+    /// `Bytes` key of exactly 8/4 bytes is the big-endian integer; any other length, and any
+    /// `Str` key, is an error. `utf8`/`raw` accept keys as the writer does.
+    ///
+    /// Route and encode the returned key.
+    pub fn normalize_lookup_key(self, key: KeyRef<'_>) -> Result<KeyRef<'_>> {
+        match (self, key) {
+            (KeyEncoding::U64Be, KeyRef::Bytes(b)) => {
+                let arr: [u8; 8] = b.try_into().map_err(|_| {
+                    Error::config(format!(
+                        "u64be lookup keys given as bytes must be exactly 8 bytes, got {} bytes",
+                        b.len()
+                    ))
+                })?;
+                let v = u64::from_be_bytes(arr);
+                i64::try_from(v).map(KeyRef::Int).map_err(|_| {
+                    Error::config(format!(
+                        "u64be encoding requires an integer key in [0, 2^63-1], got {v}"
+                    ))
+                })
+            }
+            (KeyEncoding::U32Be, KeyRef::Bytes(b)) => {
+                let arr: [u8; 4] = b.try_into().map_err(|_| {
+                    Error::config(format!(
+                        "u32be lookup keys given as bytes must be exactly 4 bytes, got {} bytes",
+                        b.len()
+                    ))
+                })?;
+                Ok(KeyRef::Int(i64::from(u32::from_be_bytes(arr))))
+            }
+            (KeyEncoding::U64Be | KeyEncoding::U32Be, KeyRef::Str(s)) => {
+                Err(Error::config(format!(
+                    "{} key encoding requires integer lookup keys, got str {s:?}",
+                    self.as_str()
+                )))
+            }
+            (_, key) => {
+                // Same acceptance rules as the writer, without allocating.
+                self.check(key)?;
+                Ok(key)
+            }
+        }
+    }
+
+    /// Check that `key` is acceptable for this encoding without encoding it.
+    pub fn check(self, key: KeyRef<'_>) -> Result<()> {
+        match (self, key) {
+            (KeyEncoding::Utf8 | KeyEncoding::Raw, KeyRef::Str(_) | KeyRef::Bytes(_)) => Ok(()),
+            _ => {
+                let mut scratch = Vec::new();
+                self.encode_into(key, &mut scratch)
+            }
+        }
+    }
+}
+
+impl fmt::Display for KeyEncoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for KeyEncoding {
+    type Err = Error;
+
+    /// Parse an encoding name exactly (case-sensitive).
+    fn from_str(s: &str) -> Result<Self> {
+        KeyEncoding::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "Unsupported key encoding: '{s}'. Allowed: u64be, u32be, utf8, raw"
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_fail_exactly() {
+        for e in KeyEncoding::ALL {
+            assert_eq!(e.as_str().parse::<KeyEncoding>().unwrap(), e);
+        }
+        let err = "U64BE".parse::<KeyEncoding>().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConfigValidation);
+        assert_eq!(
+            err.message(),
+            "Unsupported key encoding: 'U64BE'. Allowed: u64be, u32be, utf8, raw"
+        );
+    }
+
+    #[test]
+    fn integer_ranges() {
+        assert_eq!(
+            KeyEncoding::U64Be.encode(KeyRef::Int(i64::MAX)).unwrap(),
+            [0x7f, 255, 255, 255, 255, 255, 255, 255]
+        );
+        let err = KeyEncoding::U64Be.encode(KeyRef::Int(-1)).unwrap_err();
+        assert!(err.message().contains("got -1"), "{err}");
+        assert_eq!(
+            KeyEncoding::U32Be
+                .encode(KeyRef::Int(u32::MAX.into()))
+                .unwrap(),
+            [255; 4]
+        );
+        let err = KeyEncoding::U32Be.encode(KeyRef::Int(1 << 32)).unwrap_err();
+        assert!(err.message().contains("got 4294967296"), "{err}");
+        let err = KeyEncoding::U32Be.encode(KeyRef::Str("1")).unwrap_err();
+        assert!(err.message().contains("got str \"1\""), "{err}");
+    }
+
+    #[test]
+    fn lookup_keys_decode_pre_encoded_integers() {
+        let k = KeyEncoding::U64Be
+            .normalize_lookup_key(KeyRef::Bytes(&[0, 0, 0, 0, 0, 0, 0, 42]))
+            .unwrap();
+        assert_eq!(k, KeyRef::Int(42));
+        let k = KeyEncoding::U32Be
+            .normalize_lookup_key(KeyRef::Bytes(&[255; 4]))
+            .unwrap();
+        assert_eq!(k, KeyRef::Int(4294967295));
+        let err = KeyEncoding::U64Be
+            .normalize_lookup_key(KeyRef::Bytes(&[255; 8]))
+            .unwrap_err();
+        assert!(err.message().contains("18446744073709551615"), "{err}");
+        let err = KeyEncoding::U32Be
+            .normalize_lookup_key(KeyRef::Bytes(&[1, 2]))
+            .unwrap_err();
+        assert!(err.message().contains("got 2 bytes"), "{err}");
+        let err = KeyEncoding::U64Be
+            .normalize_lookup_key(KeyRef::Str("7"))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConfigValidation);
+        assert_eq!(
+            KeyEncoding::Raw
+                .normalize_lookup_key(KeyRef::Str("x"))
+                .unwrap(),
+            KeyRef::Str("x")
+        );
+        assert!(
+            KeyEncoding::Utf8
+                .normalize_lookup_key(KeyRef::Int(1))
+                .is_err()
+        );
+    }
+}
