@@ -1,0 +1,91 @@
+//! Generated reference documents under `docs/reference/`.
+//!
+//! Each document is rendered by code that lives next to what it describes (xtask depends on no
+//! workspace crate), so codegen asks that code to print it and writes or compares the result.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::cargo;
+
+/// One generated file: where it goes and the command that prints it.
+struct Generated {
+    path: &'static str,
+    args: &'static [&'static str],
+}
+
+const GENERATED: &[Generated] = &[
+    Generated {
+        path: "docs/reference/errors.md",
+        args: &[
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "shardyfusion-core",
+            "--example",
+            "reference",
+            "--",
+            "errors",
+        ],
+    },
+    Generated {
+        path: "docs/reference/metrics.md",
+        args: &[
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "shardyfusion-core",
+            "--example",
+            "reference",
+            "--",
+            "metrics",
+        ],
+    },
+];
+
+/// Write every generated file, or with `check` fail when any is stale.
+pub(crate) fn run(root: &Path, check: bool) -> Result<()> {
+    let mut stale = Vec::new();
+    for g in GENERATED {
+        let out = cargo()
+            .args(g.args)
+            .current_dir(root)
+            .output()
+            .with_context(|| format!("running cargo {:?}", g.args))?;
+        if !out.status.success() {
+            bail!(
+                "generating {} failed:\n{}",
+                g.path,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let fresh = String::from_utf8(out.stdout).context("generator printed non-UTF-8")?;
+        let path = root.join(g.path);
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current == fresh {
+            continue;
+        }
+        if check {
+            stale.push(g.path);
+        } else {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&path, fresh)?;
+            println!("codegen: wrote {}", g.path);
+        }
+    }
+    if !stale.is_empty() {
+        bail!(
+            "generated files are stale: {}; run `cargo xtask codegen` and commit",
+            stale.join(", ")
+        );
+    }
+    if check {
+        println!("codegen: {} generated files up to date", GENERATED.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
+//!
+//! * `cargo xtask ci` — everything CI checks, in order: `fmt --check`, clippy with `-D warnings`
+//!   on all targets, the tests, `cargo doc` with warnings denied, `tidy`, `codegen --check`.
+//! * `cargo xtask test` — the workspace tests alone.
+//! * `cargo xtask tidy` — repository rules (module docs, dependency layering, banned macros).
+//! * `cargo xtask codegen [--check]` — write (or verify) the generated `docs/reference/*.md`.
+
+#![allow(clippy::print_stdout)]
+
+mod codegen;
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("xtask: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = project_root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(&root),
+        Some("test") => test(&root),
+        Some("tidy") => {
+            tidy::check(&root)?;
+            println!("tidy: ok");
+            Ok(())
+        }
+        Some("codegen") => codegen::run(&root, args.iter().any(|a| a == "--check")),
+        _ => {
+            eprintln!("usage: cargo xtask <ci | test | tidy | codegen [--check]>");
+            bail!("unknown or missing command")
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's manifest directory).
+pub(crate) fn project_root() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    dir.parent().map(Path::to_path_buf).unwrap_or(dir)
+}
+
+pub(crate) fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+}
+
+pub(crate) fn run_cmd(name: &str, cmd: &mut Command) -> Result<()> {
+    let start = Instant::now();
+    println!("\n==> {name}");
+    let status = cmd.status().with_context(|| format!("spawning {name}"))?;
+    println!(
+        "<== {name}: {} in {:.1}s",
+        if status.success() { "ok" } else { "FAILED" },
+        start.elapsed().as_secs_f64()
+    );
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    Ok(())
+}
+
+fn test(_root: &Path) -> Result<()> {
+    run_cmd("tests", cargo().args(["test", "--workspace", "--locked"]))
+}
+
+fn ci(root: &Path) -> Result<()> {
+    let start = Instant::now();
+    run_cmd("fmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run_cmd(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    test(root)?;
+    run_cmd(
+        "doc",
+        cargo()
+            .args(["doc", "--workspace", "--no-deps", "--locked"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    println!("\n==> tidy");
+    tidy::check(root)?;
+    println!("<== tidy: ok");
+    println!("\n==> codegen --check");
+    codegen::run(root, true)?;
+    println!(
+        "\nci: all checks passed in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
