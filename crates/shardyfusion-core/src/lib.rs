@@ -37,6 +37,7 @@
 
 #![deny(missing_docs)]
 
+pub mod codec;
 mod config;
 mod credentials;
 mod encoding;
