@@ -9,41 +9,33 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::cargo;
 
-/// One generated file: where it goes and the command that prints it.
+/// One generated file and the argument that makes `shardyfusion-core`'s `reference` example
+/// print it.
 struct Generated {
     path: &'static str,
-    args: &'static [&'static str],
+    which: &'static str,
 }
 
 const GENERATED: &[Generated] = &[
     Generated {
         path: "docs/reference/errors.md",
-        args: &[
-            "run",
-            "--quiet",
-            "--locked",
-            "-p",
-            "shardyfusion-core",
-            "--example",
-            "reference",
-            "--",
-            "errors",
-        ],
+        which: "errors",
     },
     Generated {
         path: "docs/reference/metrics.md",
-        args: &[
-            "run",
-            "--quiet",
-            "--locked",
-            "-p",
-            "shardyfusion-core",
-            "--example",
-            "reference",
-            "--",
-            "metrics",
-        ],
+        which: "metrics",
     },
+];
+
+const GENERATOR: &[&str] = &[
+    "run",
+    "--quiet",
+    "--locked",
+    "-p",
+    "shardyfusion-core",
+    "--example",
+    "reference",
+    "--",
 ];
 
 /// Write every generated file, or with `check` fail when any is stale.
@@ -51,10 +43,11 @@ pub(crate) fn run(root: &Path, check: bool) -> Result<()> {
     let mut stale = Vec::new();
     for g in GENERATED {
         let out = cargo()
-            .args(g.args)
+            .args(GENERATOR)
+            .arg(g.which)
             .current_dir(root)
             .output()
-            .with_context(|| format!("running cargo {:?}", g.args))?;
+            .with_context(|| format!("running the generator of {}", g.path))?;
         if !out.status.success() {
             bail!(
                 "generating {} failed:\n{}",

@@ -143,16 +143,25 @@ impl CelRouter {
     pub fn resolve(&self, result: CelResult) -> Result<Route> {
         match &self.mode {
             Mode::Categorical { index } => {
-                let key = match &result {
-                    CelResult::Int(i) => Some(RoutingValue::Int(*i)),
-                    CelResult::Uint(u) => i64::try_from(*u).ok().map(RoutingValue::Int),
-                    CelResult::Str(s) => Some(RoutingValue::Str(s.clone())),
+                // Move the token into the lookup key (no clone per row); give it back on a miss.
+                let (key, was_uint) = match result {
+                    CelResult::Int(i) => (RoutingValue::Int(i), false),
+                    CelResult::Uint(u) => match i64::try_from(u) {
+                        Ok(i) => (RoutingValue::Int(i), true),
+                        Err(_) => return Ok(Route::UnknownToken(CelResult::Uint(u))),
+                    },
+                    CelResult::Str(s) => (RoutingValue::Str(s), false),
                     // Manifests cannot hold bytes tokens, so bytes results never match.
-                    CelResult::Bytes(_) => None,
+                    CelResult::Bytes(b) => return Ok(Route::UnknownToken(CelResult::Bytes(b))),
                 };
-                Ok(match key.and_then(|k| index.get(&k).copied()) {
-                    Some(id) => Route::Shard(id),
-                    None => Route::UnknownToken(result),
+                Ok(match index.get(&key) {
+                    Some(id) => Route::Shard(*id),
+                    None => Route::UnknownToken(match key {
+                        // Non-negative: it came from a u64 that fit an i64.
+                        RoutingValue::Int(i) if was_uint => CelResult::Uint(i as u64),
+                        RoutingValue::Int(i) => CelResult::Int(i),
+                        RoutingValue::Str(s) => CelResult::Str(s),
+                    }),
                 })
             }
             Mode::Direct { num_dbs } => {

@@ -156,10 +156,11 @@ impl KeyEncoding {
     pub fn check(self, key: KeyRef<'_>) -> Result<()> {
         match (self, key) {
             (KeyEncoding::Utf8 | KeyEncoding::Raw, KeyRef::Str(_) | KeyRef::Bytes(_)) => Ok(()),
-            _ => {
-                let mut scratch = Vec::new();
-                self.encode_into(key, &mut scratch)
-            }
+            (KeyEncoding::U64Be, KeyRef::Int(i)) if i >= 0 => Ok(()),
+            (KeyEncoding::U32Be, KeyRef::Int(i)) if u32::try_from(i).is_ok() => Ok(()),
+            // Every other combination is an error; encoding produces the exact message. An
+            // empty Vec does not allocate, and the error paths write nothing into it.
+            _ => self.encode_into(key, &mut Vec::new()),
         }
     }
 }

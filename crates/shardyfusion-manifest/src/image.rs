@@ -141,6 +141,11 @@ fn parse_err(why: impl std::fmt::Display) -> Error {
     Error::manifest_parse(format!("manifest: {why}"))
 }
 
+/// The error of a failed read of `table`.
+pub(crate) fn read_err(table: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| parse_err(format!("cannot read table {table}: {e}"))
+}
+
 /// Open an image read-only in memory after checking the magic bytes.
 pub(crate) fn open_image(bytes: &[u8]) -> Result<Connection> {
     if !bytes.starts_with(SQLITE_MAGIC) {
@@ -257,13 +262,11 @@ pub(crate) fn read_build_meta(conn: &Connection) -> Result<RequiredBuildMeta> {
     let cols = Columns::of(conn, "build_meta")?;
     let mut stmt = conn
         .prepare("SELECT * FROM build_meta ORDER BY rowid LIMIT 1")
-        .map_err(|e| parse_err(format!("cannot read table build_meta: {e}")))?;
-    let mut rows = stmt
-        .query([])
-        .map_err(|e| parse_err(format!("cannot read table build_meta: {e}")))?;
+        .map_err(read_err("build_meta"))?;
+    let mut rows = stmt.query([]).map_err(read_err("build_meta"))?;
     let row = rows
         .next()
-        .map_err(|e| parse_err(format!("cannot read table build_meta: {e}")))?
+        .map_err(read_err("build_meta"))?
         .ok_or_else(|| parse_err("table build_meta has no row"))?;
     let format_version = cols.int(row, "format_version")?;
     if format_version != 4 {
@@ -340,15 +343,10 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<ParsedManifest> {
     let cols = Columns::of(&conn, "shards")?;
     let mut stmt = conn
         .prepare("SELECT * FROM shards ORDER BY db_id")
-        .map_err(|e| parse_err(format!("cannot read table shards: {e}")))?;
-    let mut rows = stmt
-        .query([])
-        .map_err(|e| parse_err(format!("cannot read table shards: {e}")))?;
+        .map_err(read_err("shards"))?;
+    let mut rows = stmt.query([]).map_err(read_err("shards"))?;
     let mut shards = Vec::new();
-    while let Some(row) = rows
-        .next()
-        .map_err(|e| parse_err(format!("cannot read table shards: {e}")))?
-    {
+    while let Some(row) = rows.next().map_err(read_err("shards"))? {
         shards.push(read_shard_row(&cols, row)?);
         if shards.len() > build.num_dbs as usize {
             break; // validate_manifest reports it

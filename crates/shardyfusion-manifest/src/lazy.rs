@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 use shardyfusion_core::{Error, RequiredBuildMeta, RequiredShardMeta, Result};
 
-use crate::image::{Columns, open_image, read_build_meta, read_shard_row};
+use crate::image::{Columns, open_image, read_build_meta, read_err, read_shard_row};
 
 /// Rows kept by the LRU.
 pub const LAZY_CACHE_ENTRIES: usize = 4096;
@@ -20,6 +20,7 @@ struct Lru {
 /// A manifest whose shard rows are read on demand. Behaves exactly like the eager parse.
 pub struct LazyManifest {
     build: RequiredBuildMeta,
+    shard_cols: Columns,
     conn: Mutex<Connection>,
     cache: Mutex<Lru>,
 }
@@ -44,9 +45,7 @@ impl LazyManifest {
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
-            .map_err(|e| {
-                Error::manifest_parse(format!("manifest: cannot read table shards: {e}"))
-            })?;
+            .map_err(read_err("shards"))?;
         let n = i64::from(build.num_dbs);
         if count > n {
             return Err(Error::manifest_parse(format!(
@@ -72,8 +71,10 @@ impl LazyManifest {
                 values.len()
             )));
         }
+        let shard_cols = Columns::of(&conn, "shards")?;
         Ok(LazyManifest {
             build,
+            shard_cols,
             conn: Mutex::new(conn),
             cache: Mutex::new(Lru {
                 map: HashMap::new(),
@@ -106,20 +107,15 @@ impl LazyManifest {
         }
         let shard = {
             let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-            let cols = Columns::of(&conn, "shards")?;
             let mut stmt = conn
                 .prepare_cached("SELECT * FROM shards WHERE db_id = ?1")
-                .map_err(|e| {
-                    Error::manifest_parse(format!("manifest: cannot read table shards: {e}"))
-                })?;
-            let mut rows = stmt.query([i64::from(db_id)]).map_err(|e| {
-                Error::manifest_parse(format!("manifest: cannot read table shards: {e}"))
-            })?;
+                .map_err(read_err("shards"))?;
+            let mut rows = stmt.query([i64::from(db_id)]).map_err(read_err("shards"))?;
             match rows
                 .next()
                 .map_err(|e| Error::manifest_parse(format!("manifest: {e}")))?
             {
-                Some(row) => read_shard_row(&cols, row)?,
+                Some(row) => read_shard_row(&self.shard_cols, row)?,
                 None => RequiredShardMeta::empty(db_id),
             }
         };
