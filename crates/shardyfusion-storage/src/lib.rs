@@ -33,6 +33,7 @@ pub use fault::{
 };
 pub use object_store;
 pub use resolve::{
-    StorageResolver, StorageResolverBuilder, StoreLocation, default_s3_retry, memory_store,
+    StorageResolver, StorageResolverBuilder, StoreLocation, StoreWrapper, default_s3_retry,
+    memory_store,
 };
 pub use retry::{ErrorClass, RetryFailure, StorageRetry, classify};

@@ -18,6 +18,9 @@ use shardyfusion_core::{
 
 use crate::retry::StorageRetry;
 
+/// A function that wraps every store a resolver builds.
+pub type StoreWrapper = Arc<dyn Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync>;
+
 /// A resolved location: the store that holds it, the key path inside the store, and the
 /// canonical URL (`s3://bucket/key`, `file:///abs/dir`, `memory://name/key`).
 #[derive(Clone)]
@@ -92,7 +95,7 @@ struct Inner {
     retry: StorageRetry,
     metrics: Option<Arc<dyn MetricsCollector>>,
     overrides: HashMap<String, Arc<dyn ObjectStore>>,
-    wrap: Option<Arc<dyn Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync>>,
+    wrap: Option<StoreWrapper>,
     cache: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
 }
 
@@ -125,7 +128,7 @@ pub struct StorageResolverBuilder {
     retry: StorageRetry,
     metrics: Option<Arc<dyn MetricsCollector>>,
     overrides: HashMap<String, Arc<dyn ObjectStore>>,
-    wrap: Option<Arc<dyn Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync>>,
+    wrap: Option<StoreWrapper>,
 }
 
 impl StorageResolver {
