@@ -1,14 +1,16 @@
 //! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
 //!
 //! * `cargo xtask ci` — everything CI checks, in order: `fmt --check`, clippy with `-D warnings`
-//!   on all targets, the tests, `cargo doc` with warnings denied, `tidy`, `codegen --check`.
-//! * `cargo xtask test` — the workspace tests alone.
+//!   on all targets, the tests through `it`, `cargo doc` with warnings denied, `tidy`, `codegen --check`.
+//! * `cargo xtask it` — the tests with the servers they need (S3-compatible, PostgreSQL).
+//! * `cargo xtask test` — the workspace tests alone (server tests skip outside CI).
 //! * `cargo xtask tidy` — repository rules (module docs, dependency layering, banned macros).
 //! * `cargo xtask codegen [--check]` — write (or verify) the generated `docs/reference/*.md`.
 
 #![allow(clippy::print_stdout)]
 
 mod codegen;
+mod it;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +33,7 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(&root),
         Some("test") => test(&root),
+        Some("it") => it::run(&root),
         Some("tidy") => {
             tidy::check(&root)?;
             println!("tidy: ok");
@@ -38,7 +41,7 @@ fn run() -> Result<()> {
         }
         Some("codegen") => codegen::run(&root, args.iter().any(|a| a == "--check")),
         _ => {
-            eprintln!("usage: cargo xtask <ci | test | tidy | codegen [--check]>");
+            eprintln!("usage: cargo xtask <ci | it | test | tidy | codegen [--check]>");
             bail!("unknown or missing command")
         }
     }
@@ -88,7 +91,7 @@ fn ci(root: &Path) -> Result<()> {
             "warnings",
         ]),
     )?;
-    test(root)?;
+    it::run(root)?;
     run_cmd(
         "doc",
         cargo()

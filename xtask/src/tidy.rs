@@ -32,6 +32,11 @@ const LAYERS: &[(&str, Option<&[&str]>)] = &[
     ),
     ("shardyfusion-store-postgres", Some(&["shardyfusion-core"])),
     ("shardyfusion-store-sqlite", Some(&["shardyfusion-core"])),
+    // Test support: the shared ManifestStore conformance suite (dev-dependency of the stores).
+    (
+        "shardyfusion-store-conformance",
+        Some(&["shardyfusion-core"]),
+    ),
     (
         "shardyfusion-writer",
         Some(&[
@@ -342,7 +347,7 @@ mod tests {
 
     #[test]
     fn layering_table_has_every_design_crate() {
-        assert_eq!(LAYERS.len(), 13);
+        assert_eq!(LAYERS.len(), 14);
         assert!(LAYERS.iter().any(|(c, a)| *c == "shardyfusion-reader"
             && a.is_some_and(|a| !a.contains(&"shardyfusion-manifest"))));
     }
