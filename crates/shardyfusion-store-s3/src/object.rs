@@ -215,10 +215,7 @@ impl ManifestStore for ObjectStoreManifestStore {
         observer.manifest_published(&manifest_ref);
 
         // Phase 2: the pointer, retried; on failure the manifest exists but is not current.
-        let mut last = match self.write_pointer(&manifest_ref, &build.run_id).await {
-            Ok(()) => None,
-            Err(e) => Some(e),
-        };
+        let mut last = self.write_pointer(&manifest_ref, &build.run_id).await.err();
         for delay in &self.pointer_retry_delays {
             if last.is_none() {
                 break;
