@@ -1,0 +1,466 @@
+//! One shard: its attempts, batches, rate limits, spool (for replaying retries) and result.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use shardyfusion_core::{
+    DbPathTemplate, Error, ErrorKind, Key, MetricEvent, MetricValue, MetricsCollector, Result,
+    RetryConfig, shard_attempt_url,
+};
+
+use crate::adapter::{AdapterFactory, ShardAdapter};
+use crate::ratelimit::{LimiterType, TokenBucket};
+
+/// Encoded key/value pairs of one write batch.
+pub(crate) type Batch = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Everything a shard needs that is shared by the whole write.
+#[derive(Clone)]
+pub(crate) struct ShardCtx {
+    pub(crate) factory: Arc<dyn AdapterFactory>,
+    pub(crate) s3_prefix: String,
+    pub(crate) shard_prefix: String,
+    pub(crate) run_id: String,
+    pub(crate) template: DbPathTemplate,
+    pub(crate) local_root: PathBuf,
+    pub(crate) batch_size: usize,
+    pub(crate) retry: Option<RetryConfig>,
+    pub(crate) max_writes_per_second: Option<f64>,
+    pub(crate) max_write_bytes_per_second: Option<f64>,
+    pub(crate) metrics: Option<Arc<dyn MetricsCollector>>,
+    pub(crate) started: Instant,
+}
+
+impl ShardCtx {
+    pub(crate) fn elapsed_ms(&self) -> i64 {
+        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    pub(crate) fn emit(&self, event: MetricEvent, fields: &[(&'static str, MetricValue<'_>)]) {
+        if let Some(m) = &self.metrics {
+            m.emit(event, fields);
+        }
+    }
+
+    fn url(&self, db_id: u32, attempt: u32) -> String {
+        shard_attempt_url(
+            &self.s3_prefix,
+            &self.shard_prefix,
+            &self.run_id,
+            &self.template,
+            db_id,
+            attempt,
+        )
+    }
+
+    fn local_dir(&self, db_id: u32, attempt: u32) -> PathBuf {
+        self.local_root
+            .join(format!("run_id={}", self.run_id))
+            .join(format!("db={db_id:05}"))
+            .join(format!("attempt={attempt:02}"))
+    }
+
+    pub(crate) fn spool_path(&self, db_id: u32) -> PathBuf {
+        self.local_root
+            .join(format!("run_id={}", self.run_id))
+            .join("_spool")
+            .join(format!("db={db_id:05}.bin"))
+    }
+}
+
+/// The outcome of one shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardResult {
+    /// Shard id.
+    pub db_id: u32,
+    /// Winning attempt URL (`None` = empty shard, not written).
+    pub db_url: Option<String>,
+    /// Winning attempt number.
+    pub attempt: u32,
+    /// Rows written.
+    pub row_count: u64,
+    /// Smallest logical key.
+    pub min_key: Option<Key>,
+    /// Largest logical key.
+    pub max_key: Option<Key>,
+    /// Opaque stamp taken after sealing.
+    pub checkpoint_id: Option<String>,
+    /// Materialized size (SlateDB: 0).
+    pub db_bytes: u64,
+    /// Wall time of the winning attempt.
+    pub duration_ms: i64,
+    /// URLs of every attempt made (winner included).
+    pub attempt_urls: Vec<String>,
+}
+
+/// Row count and min/max logical key of a shard.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ShardStats {
+    pub(crate) rows: u64,
+    pub(crate) min: Option<Key>,
+    pub(crate) max: Option<Key>,
+}
+
+impl ShardStats {
+    pub(crate) fn observe(&mut self, key: &Key) {
+        self.rows += 1;
+        let k = key.as_key_ref();
+        if self
+            .min
+            .as_ref()
+            .is_none_or(|m| k.logical_cmp(m.as_key_ref()).is_lt())
+        {
+            self.min = Some(key.clone());
+        }
+        if self
+            .max
+            .as_ref()
+            .is_none_or(|m| k.logical_cmp(m.as_key_ref()).is_gt())
+        {
+            self.max = Some(key.clone());
+        }
+    }
+}
+
+/// Appends `<u64 LE key_len><u64 LE value_len><key><value>` records.
+pub(crate) struct SpoolWriter {
+    path: PathBuf,
+    out: BufWriter<std::fs::File>,
+}
+
+fn spool_err(path: &std::path::Path, e: std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::ShardWrite,
+        format!("local spool {}: {e}", path.display()),
+    )
+    .with_source(e)
+}
+
+impl SpoolWriter {
+    pub(crate) fn create(path: PathBuf) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| spool_err(dir, e))?;
+        }
+        let f = std::fs::File::create(&path).map_err(|e| spool_err(&path, e))?;
+        Ok(SpoolWriter {
+            out: BufWriter::with_capacity(1 << 20, f),
+            path,
+        })
+    }
+
+    pub(crate) fn append(&mut self, batch: &Batch) -> Result<()> {
+        for (k, v) in batch {
+            let r = self
+                .out
+                .write_all(&(k.len() as u64).to_le_bytes())
+                .and_then(|()| self.out.write_all(&(v.len() as u64).to_le_bytes()))
+                .and_then(|()| self.out.write_all(k))
+                .and_then(|()| self.out.write_all(v));
+            r.map_err(|e| spool_err(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(mut self) -> Result<()> {
+        self.out.flush().map_err(|e| spool_err(&self.path, e))
+    }
+}
+
+/// Reads a spool back in batches.
+struct SpoolReader {
+    path: PathBuf,
+    input: BufReader<std::fs::File>,
+}
+
+impl SpoolReader {
+    fn open(path: PathBuf) -> Result<Self> {
+        let f = std::fs::File::open(&path).map_err(|e| spool_err(&path, e))?;
+        Ok(SpoolReader {
+            input: BufReader::with_capacity(1 << 20, f),
+            path,
+        })
+    }
+
+    fn next_batch(&mut self, max: usize) -> Result<Batch> {
+        let mut batch = Vec::with_capacity(max.min(65_536));
+        let mut lens = [0u8; 16];
+        while batch.len() < max {
+            match self.input.read_exact(&mut lens) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(spool_err(&self.path, e)),
+            }
+            let (kl, vl) = lens.split_at(8);
+            let kl = u64::from_le_bytes(kl.try_into().unwrap_or_default()) as usize;
+            let vl = u64::from_le_bytes(vl.try_into().unwrap_or_default()) as usize;
+            let mut k = vec![0; kl];
+            let mut v = vec![0; vl];
+            self.input
+                .read_exact(&mut k)
+                .and_then(|()| self.input.read_exact(&mut v))
+                .map_err(|e| spool_err(&self.path, e))?;
+            batch.push((k, v));
+        }
+        Ok(batch)
+    }
+}
+
+/// One shard being written: the current attempt's adapter plus what is needed to retry.
+pub(crate) struct ShardSink {
+    ctx: ShardCtx,
+    db_id: u32,
+    attempt: u32,
+    adapter: Option<Box<dyn ShardAdapter>>,
+    attempt_started: Option<Instant>,
+    ops: Option<TokenBucket>,
+    bytes: Option<TokenBucket>,
+    /// A retryable failure of the streaming attempt; the shard is replayed from the spool.
+    failed: Option<Error>,
+    attempt_urls: Vec<String>,
+    pub(crate) stats: ShardStats,
+}
+
+impl ShardSink {
+    pub(crate) fn new(ctx: ShardCtx, db_id: u32) -> Self {
+        ShardSink {
+            ctx,
+            db_id,
+            attempt: 0,
+            adapter: None,
+            attempt_started: None,
+            ops: None,
+            bytes: None,
+            failed: None,
+            attempt_urls: Vec::new(),
+            stats: ShardStats::default(),
+        }
+    }
+
+    fn fresh_limiters(&mut self) {
+        let m = self.ctx.metrics.clone();
+        self.ops = self
+            .ctx
+            .max_writes_per_second
+            .map(|r| TokenBucket::new(r, LimiterType::Ops, m.clone()));
+        self.bytes = self
+            .ctx
+            .max_write_bytes_per_second
+            .map(|r| TokenBucket::new(r, LimiterType::Bytes, m));
+    }
+
+    async fn open_attempt(&mut self) -> Result<()> {
+        let url = self.ctx.url(self.db_id, self.attempt);
+        let dir = self.ctx.local_dir(self.db_id, self.attempt);
+        std::fs::create_dir_all(&dir).map_err(|e| spool_err(&dir, e))?;
+        self.ctx.emit(
+            MetricEvent::WriteShardStarted,
+            &[
+                ("elapsed_ms", MetricValue::Int(self.ctx.elapsed_ms())),
+                ("db_id", MetricValue::Int(i64::from(self.db_id))),
+            ],
+        );
+        self.attempt_started = Some(Instant::now());
+        self.attempt_urls.push(url.clone());
+        self.fresh_limiters();
+        self.adapter = Some(
+            self.ctx
+                .factory
+                .open(&url, &dir)
+                .await
+                .map_err(|e| wrap(e, self.db_id, &url))?,
+        );
+        Ok(())
+    }
+
+    async fn write_now(&mut self, batch: &Batch) -> Result<()> {
+        if self.adapter.is_none() {
+            self.open_attempt().await?;
+        }
+        if let Some(b) = &self.ops {
+            b.acquire(batch.len() as f64).await;
+        }
+        if let Some(b) = &self.bytes {
+            b.acquire(batch.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() as f64)
+                .await;
+        }
+        let start = Instant::now();
+        let adapter = self
+            .adapter
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::ShardWrite, "adapter missing"))?;
+        adapter.write_batch(batch).await?;
+        self.ctx.emit(
+            MetricEvent::WriteBatchWritten,
+            &[
+                ("elapsed_ms", MetricValue::Int(self.ctx.elapsed_ms())),
+                ("batch_size", MetricValue::Int(batch.len() as i64)),
+                (
+                    "batch_ms",
+                    MetricValue::Int(start.elapsed().as_millis() as i64),
+                ),
+                ("db_id", MetricValue::Int(i64::from(self.db_id))),
+            ],
+        );
+        Ok(())
+    }
+
+    /// Write one batch of the streaming attempt. A retryable failure is remembered (the shard
+    /// is replayed from its spool at the end) when retries are configured; any other failure is
+    /// returned and fails the write.
+    pub(crate) async fn write(&mut self, batch: &Batch) -> Result<()> {
+        if self.failed.is_some() {
+            return Ok(());
+        }
+        if let Err(e) = self.write_now(batch).await {
+            self.fail_streaming(e).await?;
+        }
+        Ok(())
+    }
+
+    async fn fail_streaming(&mut self, e: Error) -> Result<()> {
+        if let Some(mut a) = self.adapter.take() {
+            let _ = a.close().await;
+        }
+        if self.ctx.retry.as_ref().is_some_and(|r| r.max_retries > 0) && e.is_retryable() {
+            tracing::warn!(db_id = self.db_id, attempt = self.attempt, error = %e, "shard attempt failed; will retry from the spool");
+            self.failed = Some(e);
+            Ok(())
+        } else {
+            Err(e)
+        }
+    }
+
+    async fn seal_attempt(&mut self) -> Result<ShardResult> {
+        let url = self.attempt_urls.last().cloned().unwrap_or_default();
+        let adapter = self
+            .adapter
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::ShardWrite, "adapter missing"))?;
+        adapter.flush().await?;
+        adapter.seal().await?;
+        let checkpoint_id = uuid::Uuid::new_v4().simple().to_string();
+        let db_bytes = adapter.db_bytes();
+        adapter.close().await?;
+        self.adapter = None;
+        let duration_ms = self
+            .attempt_started
+            .map_or(0, |s| s.elapsed().as_millis() as i64);
+        self.ctx.emit(
+            MetricEvent::WriteShardCompleted,
+            &[
+                ("elapsed_ms", MetricValue::Int(self.ctx.elapsed_ms())),
+                ("duration_ms", MetricValue::Int(duration_ms)),
+                ("row_count", MetricValue::Int(self.stats.rows as i64)),
+                ("db_id", MetricValue::Int(i64::from(self.db_id))),
+            ],
+        );
+        Ok(ShardResult {
+            db_id: self.db_id,
+            db_url: Some(url),
+            attempt: self.attempt,
+            row_count: self.stats.rows,
+            min_key: self.stats.min.clone(),
+            max_key: self.stats.max.clone(),
+            checkpoint_id: Some(checkpoint_id),
+            db_bytes,
+            duration_ms,
+            attempt_urls: self.attempt_urls.clone(),
+        })
+    }
+
+    /// Finish the shard: seal the streaming attempt, or replay failed attempts from the spool
+    /// with backoff until one succeeds or retries run out.
+    pub(crate) async fn finish(mut self) -> Result<ShardResult> {
+        if self.stats.rows == 0 {
+            return Ok(ShardResult {
+                db_id: self.db_id,
+                db_url: None,
+                attempt: 0,
+                row_count: 0,
+                min_key: None,
+                max_key: None,
+                checkpoint_id: None,
+                db_bytes: 0,
+                duration_ms: 0,
+                attempt_urls: Vec::new(),
+            });
+        }
+        if self.failed.is_none() {
+            match self.seal_attempt().await {
+                Ok(r) => return Ok(r),
+                Err(e) => self.fail_streaming(e).await?,
+            }
+        }
+        let retry = self.ctx.retry.clone().unwrap_or_default();
+        loop {
+            let failed = self
+                .failed
+                .take()
+                .unwrap_or_else(|| Error::new(ErrorKind::ShardWrite, "attempt failed"));
+            if self.attempt >= retry.max_retries {
+                if self.attempt > 0 {
+                    self.ctx.emit(
+                        MetricEvent::WriteShardRetryExhausted,
+                        &[
+                            ("elapsed_ms", MetricValue::Int(self.ctx.elapsed_ms())),
+                            ("db_id", MetricValue::Int(i64::from(self.db_id))),
+                            ("attempts", MetricValue::Int(i64::from(self.attempt) + 1)),
+                        ],
+                    );
+                }
+                return Err(failed);
+            }
+            let backoff = retry.backoff(self.attempt);
+            self.ctx.emit(
+                MetricEvent::WriteShardRetried,
+                &[
+                    ("elapsed_ms", MetricValue::Int(self.ctx.elapsed_ms())),
+                    ("db_id", MetricValue::Int(i64::from(self.db_id))),
+                    ("attempt", MetricValue::Int(i64::from(self.attempt))),
+                    ("backoff_s", MetricValue::Float(backoff.as_secs_f64())),
+                ],
+            );
+            tokio::time::sleep(backoff).await;
+            self.attempt += 1;
+            match self.replay().await {
+                Ok(r) => return Ok(r),
+                Err(e) if e.is_retryable() => {
+                    if let Some(mut a) = self.adapter.take() {
+                        let _ = a.close().await;
+                    }
+                    tracing::warn!(db_id = self.db_id, attempt = self.attempt, error = %e, "shard attempt failed");
+                    self.failed = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn replay(&mut self) -> Result<ShardResult> {
+        let mut spool = SpoolReader::open(self.ctx.spool_path(self.db_id))?;
+        self.open_attempt().await?;
+        loop {
+            let batch = spool.next_batch(self.ctx.batch_size)?;
+            if batch.is_empty() {
+                break;
+            }
+            self.write_now(&batch).await?;
+        }
+        self.seal_attempt().await
+    }
+}
+
+/// Errors from inside a shard attempt are `ShardWrite` unless they already carry a kind that
+/// says more (`DbAdapter` for bad settings or incompatible data).
+fn wrap(e: Error, db_id: u32, url: &str) -> Error {
+    match e.kind() {
+        ErrorKind::ShardWrite | ErrorKind::DbAdapter | ErrorKind::ConfigValidation => e,
+        _ => Error::new(
+            ErrorKind::ShardWrite,
+            format!("shard {db_id} at {url}: {}", e.message()),
+        )
+        .with_source(e),
+    }
+}
