@@ -6,6 +6,9 @@
 //! * PostgreSQL: `DATABASE_URL` wins; otherwise `postgres://postgres@127.0.0.1:5432/postgres`
 //!   when reachable.
 //!
+//! The same virtualenv carries the Python SlateDB binding (`slatedb==0.13.1`), exported as
+//! `SHARDYFUSION_PYTHON` for the cross-language tests.
+//!
 //! The endpoints are exported to the test processes with `SHARDYFUSION_IT=1`, so a test that
 //! needs a server fails instead of skipping. Under `CI=true` a server that cannot be provided
 //! fails the run here. Whatever was started is stopped at the end.
@@ -21,6 +24,8 @@ use crate::{cargo, run_cmd};
 
 /// The moto release the tests are written against.
 const MOTO: &str = "moto[server]==5.2.5";
+/// The Python SlateDB binding the cross-language tests read Rust-written shards with.
+const PY_SLATEDB: &str = "slatedb==0.13.1";
 const DEFAULT_BUCKET: &str = "shardyfusion-it";
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -45,11 +50,14 @@ fn venv(root: &Path) -> PathBuf {
 /// Create the virtualenv with the Python tools the integration tests use.
 pub(crate) fn ensure_venv(root: &Path) -> Result<PathBuf> {
     let venv = venv(root);
-    let marker = venv.join(".shardyfusion-ready-moto-5.2.5");
+    let marker = venv.join(".shardyfusion-ready-moto-5.2.5-slatedb-0.13.1");
     if marker.exists() {
         return Ok(venv);
     }
-    println!("it: installing {MOTO} into {}", venv.display());
+    println!(
+        "it: installing {MOTO} and {PY_SLATEDB} into {}",
+        venv.display()
+    );
     run_cmd(
         "python venv",
         Command::new("python3").args(["-m", "venv"]).arg(&venv),
@@ -147,6 +155,10 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     create_bucket(&venv, &endpoint, &bucket)?;
     println!("it: S3-compatible server at {endpoint}, bucket {bucket}");
     env.push(("SHARDYFUSION_S3_ENDPOINT".into(), endpoint));
+    env.push((
+        "SHARDYFUSION_PYTHON".into(),
+        venv.join("bin/python").display().to_string(),
+    ));
     env.push(("SHARDYFUSION_S3_BUCKET".into(), bucket));
 
     // PostgreSQL.

@@ -440,3 +440,87 @@ async fn rate_limits_hold_and_do_not_hang() {
     );
     assert!(metrics.count(MetricEvent::RateLimiterThrottled) >= 1);
 }
+
+/// The Python SlateDB binding (0.13.1) from `cargo xtask it`. Under `CI=true` or
+/// `SHARDYFUSION_IT=1` a missing one fails the test.
+fn python() -> Option<String> {
+    let py = std::env::var("SHARDYFUSION_PYTHON")
+        .ok()
+        .filter(|s| !s.is_empty());
+    if py.is_none() {
+        let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+            || std::env::var("SHARDYFUSION_IT").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "SHARDYFUSION_PYTHON is not set: run the tests through `cargo xtask it`"
+        );
+        eprintln!(
+            "SHARDYFUSION_PYTHON not set; the cross-language check did not run. Use `cargo xtask it`."
+        );
+    }
+    py
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_slatedb_and_sqlite3_read_a_rust_snapshot() {
+    let Some(py) = python() else { return };
+    let dir = std::env::temp_dir().join(unique("sf-pycheck"));
+    let prefix = dir.to_str().unwrap().to_owned();
+    let resolver = StorageResolver::default();
+    let store = store_for(&prefix, &resolver);
+    let config = WriteConfig::builder(&prefix)
+        .num_dbs(4)
+        .manifest_store(store)
+        .custom_manifest_fields(serde_json::json!({"team": "ml"}))
+        .build()
+        .unwrap();
+    let keys: Vec<i64> = (0..600).collect();
+    let r = ShardedWriter::new(config)
+        .unwrap()
+        .write(
+            &keys,
+            |k| Key::Int(**k),
+            |k| value(**k),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let pairs: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|k| {
+            let db = shardyfusion_core::hash_db_id(KeyRef::Int(*k), 4).unwrap();
+            serde_json::json!([
+                db,
+                hex(&KeyEncoding::U64Be.encode(KeyRef::Int(*k)).unwrap()),
+                hex(&value(*k))
+            ])
+        })
+        .collect();
+    let expected = dir.join("expected.json");
+    std::fs::write(
+        &expected,
+        serde_json::json!({"pairs": pairs, "num_dbs": 4}).to_string(),
+    )
+    .unwrap();
+    let manifest_rel = r
+        .manifest_ref
+        .manifest_ref
+        .strip_prefix(&format!("file://{prefix}/"))
+        .unwrap()
+        .to_owned();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/py/read_snapshot.py");
+    let out = tokio::process::Command::new(py)
+        .args([script, &prefix, &manifest_rel, expected.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python check failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "checked 600 keys in 4 shards");
+    std::fs::remove_dir_all(dir).unwrap();
+}
