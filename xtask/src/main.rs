@@ -6,9 +6,11 @@
 //! * `cargo xtask test` — the workspace tests alone (server tests skip outside CI).
 //! * `cargo xtask tidy` — repository rules (module docs, dependency layering, banned macros).
 //! * `cargo xtask codegen [--check]` — write (or verify) the generated `docs/reference/*.md`.
+//! * `cargo xtask bench [--rows N] [--cel]` — benchmarks as ratios against raw SlateDB.
 
 #![allow(clippy::print_stdout)]
 
+mod bench;
 mod codegen;
 mod it;
 mod tidy;
@@ -34,6 +36,7 @@ fn run() -> Result<()> {
         Some("ci") => ci(&root),
         Some("test") => test(&root),
         Some("it") => it::run(&root),
+        Some("bench") => bench::run(&root, &args[1..]),
         Some("tidy") => {
             tidy::check(&root)?;
             println!("tidy: ok");
@@ -41,7 +44,9 @@ fn run() -> Result<()> {
         }
         Some("codegen") => codegen::run(&root, args.iter().any(|a| a == "--check")),
         _ => {
-            eprintln!("usage: cargo xtask <ci | it | test | tidy | codegen [--check]>");
+            eprintln!(
+                "usage: cargo xtask <ci | it | test | tidy | codegen [--check] | bench [--rows N] [--cel]>"
+            );
             bail!("unknown or missing command")
         }
     }

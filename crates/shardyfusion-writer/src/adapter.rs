@@ -14,8 +14,8 @@ use slatedb::{Db, WriteBatch};
 /// One shard attempt's database.
 #[async_trait]
 pub trait ShardAdapter: Send {
-    /// Write all pairs atomically as one batch.
-    async fn write_batch(&mut self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()>;
+    /// Write all pairs atomically as one batch (owned, so adapters can avoid copying).
+    async fn write_batch(&mut self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>;
     /// Make everything written so far durable.
     async fn flush(&mut self) -> Result<()>;
     /// Finish the database (SlateDB: nothing to do).
@@ -193,13 +193,20 @@ impl SlateDbAdapter {
 
 #[async_trait]
 impl ShardAdapter for SlateDbAdapter {
-    async fn write_batch(&mut self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    async fn write_batch(&mut self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        let rows = pairs.len();
+        let mut pairs = pairs;
+        // Key-ordered inserts are markedly cheaper for SlateDB's skiplist memtable.
+        if !pairs.is_sorted_by(|a, b| a.0 <= b.0) {
+            pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
         let mut batch = WriteBatch::new();
         for (k, v) in pairs {
-            batch.put(k, v);
+            // Vec -> Bytes takes ownership without copying.
+            batch.put_bytes(bytes::Bytes::from(k), bytes::Bytes::from(v));
         }
         let db = self.db()?.clone();
-        let what = format!("writing a batch of {} rows to {}", pairs.len(), self.url);
+        let what = format!("writing a batch of {rows} rows to {}", self.url);
         timed(self.options.write_timeout, &what, async {
             // No durability wait per batch: the final memtable flush makes everything durable.
             db.write_with_options(batch, &WriteOptions::default())

@@ -274,7 +274,7 @@ impl ShardSink {
         Ok(())
     }
 
-    async fn write_now(&mut self, batch: &Batch) -> Result<()> {
+    async fn write_now(&mut self, batch: Batch) -> Result<()> {
         if self.adapter.is_none() {
             self.open_attempt().await?;
         }
@@ -286,6 +286,7 @@ impl ShardSink {
                 .await;
         }
         let start = Instant::now();
+        let rows = batch.len();
         let adapter = self
             .adapter
             .as_mut()
@@ -295,7 +296,7 @@ impl ShardSink {
             MetricEvent::WriteBatchWritten,
             &[
                 ("elapsed_ms", MetricValue::Int(self.ctx.elapsed_ms())),
-                ("batch_size", MetricValue::Int(batch.len() as i64)),
+                ("batch_size", MetricValue::Int(rows as i64)),
                 (
                     "batch_ms",
                     MetricValue::Int(start.elapsed().as_millis() as i64),
@@ -309,7 +310,7 @@ impl ShardSink {
     /// Write one batch of the streaming attempt. A retryable failure is remembered (the shard
     /// is replayed from its spool at the end) when retries are configured; any other failure is
     /// returned and fails the write.
-    pub(crate) async fn write(&mut self, batch: &Batch) -> Result<()> {
+    pub(crate) async fn write(&mut self, batch: Batch) -> Result<()> {
         if self.failed.is_some() {
             return Ok(());
         }
@@ -446,7 +447,7 @@ impl ShardSink {
             if batch.is_empty() {
                 break;
             }
-            self.write_now(&batch).await?;
+            self.write_now(batch).await?;
         }
         self.seal_attempt().await
     }

@@ -629,6 +629,7 @@ async fn delete_prefix(resolver: &StorageResolver, url: &str) {
 
 /// Per-shard row buffers with global totals.
 struct Buffers {
+    batch_size: usize,
     bufs: Vec<Batch>,
     bytes: Vec<usize>,
     total_items: usize,
@@ -636,8 +637,9 @@ struct Buffers {
 }
 
 impl Buffers {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, batch_size: usize) -> Self {
         Buffers {
+            batch_size,
             bufs: (0..n).map(|_| Vec::new()).collect(),
             bytes: vec![0; n],
             total_items: 0,
@@ -647,6 +649,10 @@ impl Buffers {
 
     fn push(&mut self, i: usize, key: Vec<u8>, value: Vec<u8>) {
         let b = key.len() + value.len();
+        if self.bufs[i].capacity() == 0 {
+            // One allocation per batch instead of repeated doubling.
+            self.bufs[i].reserve(self.batch_size.min(65_536));
+        }
         self.bufs[i].push((key, value));
         self.bytes[i] += b;
         self.total_items += 1;
@@ -699,7 +705,7 @@ impl Dispatcher<'_> {
         if self.parallel {
             self.workers.send(i, batch, &mut self.sinks).await
         } else if let Some(sink) = self.sinks[i].as_mut() {
-            sink.write(&batch).await
+            sink.write(batch).await
         } else {
             Ok(())
         }
@@ -724,7 +730,7 @@ where
     let n = num_dbs as usize;
     let batch_size = ctx.batch_size;
     let sort = options.sort_within_partitions;
-    let mut buffers = Buffers::new(n);
+    let mut buffers = Buffers::new(n, batch_size);
     let mut stats: Vec<crate::shard::ShardStats> = vec![Default::default(); n];
     let mut out = Dispatcher {
         ctx,
@@ -838,7 +844,7 @@ impl Workers {
                 .ok_or_else(|| Error::new(ErrorKind::ShardWrite, "shard worker started twice"))?;
             let handle = tokio::spawn(async move {
                 while let Some((batch, _permits)) = rx.recv().await {
-                    sink.write(&batch).await?;
+                    sink.write(batch).await?;
                 }
                 Ok(sink)
             });

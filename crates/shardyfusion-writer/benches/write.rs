@@ -1,0 +1,202 @@
+//! Write throughput: the sharded writer against raw SlateDB on the same rows, in one run.
+//!
+//! `cargo bench -p shardyfusion-writer --bench write -- <scenario> <rows> <dir>` runs one scenario
+//! in this process and prints `scenario rows seconds rows_per_s peak_rss_mib`; `cargo xtask
+//! bench` runs every scenario in its own process (so peak RSS is per scenario) and prints the
+//! ratios. Scenarios:
+//!
+//! * `writer` — `ShardedWriter`, 8 shards, parallel mode, on a local directory;
+//! * `put_loop` — one SlateDB database with default settings, one `put` per row;
+//! * `bulk_single` — one SlateDB database tuned by hand for a bulk load (no WAL, no compaction,
+//!   keys sorted, 50 000-row batches, one memtable flush at the end);
+//! * `baseline` — the input rows alone (the RSS floor);
+//! * `writer_lowmem` — the writer with 16 MiB in flight and 8 MiB memtables;
+//! * `writer_sorted`, `writer_sequential`, `writer_small_l0` — variants for exploration.
+//!
+//! Rows: 8-byte big-endian keys `0..rows` (shuffled deterministically), 100-byte values.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use shardyfusion_core::{Key, ManifestStore, WriteConfig, WriteOptions};
+use shardyfusion_storage::StorageResolver;
+use shardyfusion_store_s3::ObjectStoreManifestStore;
+use shardyfusion_writer::{ShardedWriter, SlateDbOptions};
+use slatedb::WriteBatch;
+use slatedb::config::{FlushOptions, FlushType};
+
+fn rows(n: u64) -> Vec<(u64, Vec<u8>)> {
+    // A fixed permutation (multiplicative hash order) so input is not pre-sorted.
+    let mut keys: Vec<u64> = (0..n).collect();
+    keys.sort_by_key(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    keys.into_iter()
+        .map(|k| (k, format!("{k:0>100}").into_bytes()))
+        .collect()
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn writer(data: &[(u64, Vec<u8>)], dir: &str, opts: WriteOptions, slate: SlateDbOptions) {
+    let resolver = StorageResolver::default();
+    let store: Arc<dyn ManifestStore> =
+        Arc::new(ObjectStoreManifestStore::new(dir, resolver.clone()).unwrap());
+    let config = WriteConfig::builder(dir)
+        .num_dbs(8)
+        .manifest_store(store)
+        .build()
+        .unwrap();
+    let r = ShardedWriter::new(config)
+        .unwrap()
+        .with_run_registry(false)
+        .with_slatedb_options(slate)
+        .write(data, |r| Key::Int(r.0 as i64), |r| r.1.clone(), &opts)
+        .await
+        .unwrap();
+    assert_eq!(r.stats.rows_written, data.len() as u64);
+}
+
+async fn open_single(dir: &str, tuned: bool) -> slatedb::Db {
+    let loc = StorageResolver::default().resolve(dir).unwrap();
+    let path = loc.child(&["single"]);
+    if tuned {
+        slatedb::Db::builder(path, loc.store)
+            .with_settings(SlateDbOptions::default().settings())
+            .with_db_cache_disabled()
+            .build()
+            .await
+            .unwrap()
+    } else {
+        slatedb::Db::open(path, loc.store).await.unwrap()
+    }
+}
+
+async fn put_loop(data: &[(u64, Vec<u8>)], dir: &str) {
+    let db = open_single(dir, false).await;
+    for (k, v) in data {
+        db.put(k.to_be_bytes(), v).await.unwrap();
+    }
+    db.close().await.unwrap();
+}
+
+async fn bulk_single(data: &[(u64, Vec<u8>)], dir: &str) {
+    let db = open_single(dir, true).await;
+    let mut sorted: Vec<&(u64, Vec<u8>)> = data.iter().collect();
+    sorted.sort_by_key(|r| r.0);
+    for chunk in sorted.chunks(50_000) {
+        let mut batch = WriteBatch::new();
+        for (k, v) in chunk {
+            batch.put(k.to_be_bytes(), v);
+        }
+        db.write(batch).await.unwrap();
+    }
+    db.flush_with_options(FlushOptions {
+        flush_type: FlushType::MemTable,
+    })
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let scenario = args.first().cloned().unwrap_or_else(|| "writer".to_owned());
+    let n: u64 = args
+        .get(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = args
+        .get(2)
+        .cloned()
+        .unwrap_or_else(|| std::env::temp_dir().join("sf-bench").display().to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = rows(n);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    rt.block_on(async {
+        match scenario.as_str() {
+            "writer" => {
+                writer(
+                    &data,
+                    &dir,
+                    WriteOptions::builder().parallel(true).build().unwrap(),
+                    SlateDbOptions::default(),
+                )
+                .await
+            }
+            "writer_sorted" => {
+                writer(
+                    &data,
+                    &dir,
+                    WriteOptions::builder()
+                        .parallel(true)
+                        .sort_within_partitions(true)
+                        .build()
+                        .unwrap(),
+                    SlateDbOptions::default(),
+                )
+                .await
+            }
+            "writer_sequential" => {
+                writer(
+                    &data,
+                    &dir,
+                    WriteOptions::default(),
+                    SlateDbOptions::default(),
+                )
+                .await
+            }
+            "writer_small_l0" => {
+                let mut s = SlateDbOptions::default();
+                s.l0_sst_size_bytes = 8 << 20;
+                s.max_unflushed_bytes = 32 << 20;
+                writer(
+                    &data,
+                    &dir,
+                    WriteOptions::builder().parallel(true).build().unwrap(),
+                    s,
+                )
+                .await
+            }
+            "writer_lowmem" => {
+                let mut s = SlateDbOptions::default();
+                s.l0_sst_size_bytes = 8 << 20;
+                s.max_unflushed_bytes = 32 << 20;
+                let o = WriteOptions::builder()
+                    .parallel(true)
+                    .max_queue_size(2)
+                    .max_parallel_bytes_in_flight(16 << 20)
+                    .max_parallel_bytes_per_worker(4 << 20)
+                    .build()
+                    .unwrap();
+                writer(&data, &dir, o, s).await
+            }
+            "put_loop" => put_loop(&data, &dir).await,
+            "baseline" => {} // the input rows alone: the RSS floor every scenario starts from
+            "bulk_single" => bulk_single(&data, &dir).await,
+            other => panic!("unknown scenario {other}"),
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "RESULT {scenario} {n} {secs:.3} {:.0} {:.1}",
+        n as f64 / secs,
+        peak_rss_mib()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
