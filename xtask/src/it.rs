@@ -69,6 +69,7 @@ pub(crate) fn ensure_venv(root: &Path) -> Result<PathBuf> {
             "--quiet",
             "--disable-pip-version-check",
             MOTO,
+            PY_SLATEDB,
         ]),
     )?;
     std::fs::write(&marker, b"")?;

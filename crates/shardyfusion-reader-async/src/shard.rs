@@ -1,0 +1,169 @@
+//! Shard readers: one read-only handle per non-empty shard.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use shardyfusion_core::{Error, ErrorKind, ParsedManifest, RequiredShardMeta, Result};
+use shardyfusion_storage::StorageResolver;
+use slatedb::config::{DbReaderOptions, ReadOptions};
+use slatedb::db_cache::DbCache;
+use slatedb::db_cache::moka::{MokaCache, MokaCacheOptions};
+use slatedb::{DbReader, DbReaderMode};
+
+/// A read-only handle on one shard database. Safe for concurrent use.
+#[async_trait]
+pub trait ShardReader: Send + Sync {
+    /// The value stored under the encoded key.
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>>;
+    /// Release the handle.
+    async fn close(&self) -> Result<()>;
+}
+
+/// Opens shard readers.
+#[async_trait]
+pub trait ShardReaderFactory: Send + Sync + std::fmt::Debug {
+    /// Open the shard described by `shard` (never called for empty shards).
+    async fn open(
+        &self,
+        shard: &RequiredShardMeta,
+        manifest: &ParsedManifest,
+    ) -> Result<Arc<dyn ShardReader>>;
+}
+
+/// Opens SlateDB readers write-free (`FollowLatest`, no WAL replay) with one block cache shared
+/// by every shard of every snapshot this factory opens.
+pub struct SlateDbReaderFactory {
+    resolver: StorageResolver,
+    cache: Arc<dyn DbCache>,
+    next_cache_id: AtomicU64,
+    object_store_max_retries: u32,
+}
+
+impl std::fmt::Debug for SlateDbReaderFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlateDbReaderFactory")
+            .field("resolver", &self.resolver)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Default shared block cache size.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+
+impl SlateDbReaderFactory {
+    /// A factory resolving shard URLs with `resolver`, caching up to `cache_bytes`.
+    pub fn new(resolver: StorageResolver, cache_bytes: u64) -> Self {
+        let cache: Arc<dyn DbCache> = Arc::new(MokaCache::new_with_opts(MokaCacheOptions {
+            max_capacity: cache_bytes,
+            time_to_live: None,
+            time_to_idle: None,
+        }));
+        SlateDbReaderFactory {
+            resolver,
+            cache,
+            next_cache_id: AtomicU64::new(1),
+            object_store_max_retries: 10,
+        }
+    }
+}
+
+struct SlateShard {
+    reader: DbReader,
+    url: String,
+    db_id: u32,
+}
+
+fn classify(e: slatedb::Error) -> Error {
+    let kind = if matches!(e.kind(), slatedb::ErrorKind::Unavailable) {
+        ErrorKind::S3Transient
+    } else {
+        ErrorKind::DbAdapter
+    };
+    Error::new(kind, e.to_string()).with_source(e)
+}
+
+#[async_trait]
+impl ShardReaderFactory for SlateDbReaderFactory {
+    async fn open(
+        &self,
+        shard: &RequiredShardMeta,
+        _manifest: &ParsedManifest,
+    ) -> Result<Arc<dyn ShardReader>> {
+        let url = shard
+            .db_url
+            .clone()
+            .ok_or_else(|| Error::new(ErrorKind::DbAdapter, "empty shards are never opened"))?;
+        let loc = self.resolver.resolve(&url)?;
+        let options = DbReaderOptions {
+            manifest_poll_interval: Duration::from_secs(3600),
+            skip_wal_replay: true,
+            object_store_max_retries: Some(self.object_store_max_retries),
+            ..DbReaderOptions::default()
+        };
+        let reader = DbReader::builder(loc.path.clone(), loc.store.clone())
+            .with_reader_mode(DbReaderMode::FollowLatest)
+            .with_options(options)
+            .with_db_cache(
+                self.cache.clone(),
+                self.next_cache_id.fetch_add(1, Ordering::Relaxed),
+            )
+            .build()
+            .await
+            .map_err(|e| {
+                let e = classify(e);
+                Error::new(
+                    e.kind(),
+                    format!(
+                        "opening shard db_id={} at {url} failed: {}",
+                        shard.db_id,
+                        e.message()
+                    ),
+                )
+                .with_source(e)
+            })?;
+        Ok(Arc::new(SlateShard {
+            reader,
+            url,
+            db_id: shard.db_id,
+        }))
+    }
+}
+
+#[async_trait]
+impl ShardReader for SlateShard {
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        self.reader
+            .get_with_options(key, &ReadOptions::default())
+            .await
+            .map_err(|e| {
+                let e = classify(e);
+                let kind = if e.kind() == ErrorKind::S3Transient {
+                    ErrorKind::S3Transient
+                } else {
+                    ErrorKind::DbAdapter
+                };
+                Error::new(
+                    kind,
+                    format!(
+                        "Read failed for shard db_id={} ({}): {}",
+                        self.db_id,
+                        self.url,
+                        e.message()
+                    ),
+                )
+                .with_source(e)
+            })
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.reader.close().await.map_err(|e| {
+            Error::new(
+                ErrorKind::DbAdapter,
+                format!("closing shard db_id={}: {e}", self.db_id),
+            )
+        })
+    }
+}

@@ -1,0 +1,55 @@
+//! Integration tests of shardyfusion-reader-async: the Python-written snapshots, refresh,
+//! fallback, service features.
+
+#![allow(clippy::unwrap_used)]
+
+mod python;
+mod refresh;
+
+use std::sync::Arc;
+
+use shardyfusion_core::{Key, ManifestStore, WriteConfig, WriteOptions};
+use shardyfusion_storage::StorageResolver;
+use shardyfusion_store_s3::ObjectStoreManifestStore;
+use shardyfusion_writer::{BuildResult, ShardedWriter};
+
+pub(crate) fn unique(name: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{name}-{}-{}-{}",
+        std::process::id(),
+        shardyfusion_core::Timestamp::now().unix_micros(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub(crate) fn store_for(prefix: &str, resolver: &StorageResolver) -> Arc<dyn ManifestStore> {
+    Arc::new(ObjectStoreManifestStore::new(prefix, resolver.clone()).unwrap())
+}
+
+/// Publish `keys` with values `g<gen>-<key>` into `num_dbs` shards.
+pub(crate) async fn publish(
+    store: &Arc<dyn ManifestStore>,
+    prefix: &str,
+    num_dbs: u32,
+    generation: u32,
+    keys: &[i64],
+) -> BuildResult {
+    let config = WriteConfig::builder(prefix)
+        .num_dbs(num_dbs)
+        .manifest_store(store.clone())
+        .build()
+        .unwrap();
+    ShardedWriter::new(config)
+        .unwrap()
+        .with_run_registry(false)
+        .write(
+            keys,
+            |k| Key::Int(**k),
+            move |k| format!("g{generation}-{k}").into_bytes(),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap()
+}
