@@ -4,6 +4,8 @@
 //! * Writer throughput (`shardyfusion-writer/benches/write.rs`): each scenario in its own process
 //!   so peak RSS is per scenario; 1,000,000 rows (8-byte keys, 100-byte values) by default,
 //!   `--rows N` to change.
+//! * Read path (`shardyfusion-reader/benches/read.rs`): hot get vs raw `DbReader`, `multi_get`
+//!   vs a loop of gets, refresh at 8 vs 256 shards, requests per cold get.
 //! * CEL per-row routing cost (`shardyfusion-cel/benches/eval.rs`, criterion), with `--cel`.
 
 use std::path::Path;
@@ -56,6 +58,66 @@ fn run_scenario(root: &Path, scenario: &str, rows: u64) -> Result<Measured> {
         rows_per_s: f[4].parse()?,
         rss_mib: f[5].parse()?,
     })
+}
+
+/// The read benchmark (`shardyfusion-reader/benches/read.rs`): one process, `METRIC` lines.
+fn read_bench(root: &Path, rows: u64) -> Result<()> {
+    println!("\nbench: read path on a {rows}-key, 8-shard snapshot");
+    let out = cargo()
+        .args([
+            "bench",
+            "--quiet",
+            "--locked",
+            "-p",
+            "shardyfusion-reader",
+            "--bench",
+            "read",
+            "--",
+            &rows.to_string(),
+        ])
+        .current_dir(root)
+        .output()
+        .context("running the read benchmark")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "read benchmark failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let metric = |name: &str| -> f64 {
+        stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("METRIC "))
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    println!("| metric | value | target |");
+    println!("|---|---|---|");
+    println!(
+        "| hot get: ConcurrentShardedReader vs raw DbReader ({:.2} us vs {:.2} us) | {:.2}x | <= 1.15x |",
+        metric("hot_get_us"),
+        metric("raw_get_us"),
+        metric("hot_get_ratio")
+    );
+    println!(
+        "| multi_get of 1,000 random keys vs a loop of 1,000 gets ({:.2} ms vs {:.2} ms) | {:.2}x | <= 0.35x |",
+        metric("multi_get_ms"),
+        metric("get_loop_ms"),
+        metric("multi_get_ratio")
+    );
+    println!(
+        "| refresh at 256 vs 8 shards ({:.1} ms vs {:.1} ms) | {:.2}x | <= 2x |",
+        metric("refresh_256_ms"),
+        metric("refresh_8_ms"),
+        metric("refresh_ratio")
+    );
+    println!(
+        "| object-store requests per cold get after open | {:.2} | <= 1 |",
+        metric("cold_get_requests")
+    );
+    Ok(())
 }
 
 /// Run the suite and print the table.
@@ -119,6 +181,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         "| hand-tuned single SlateDB peak RSS over input | {:.0} MiB | reference |",
         rss("bulk_single") - rss("baseline")
     );
+    read_bench(root, rows)?;
     if args.iter().any(|a| a == "--cel") {
         crate::run_cmd(
             "cel eval bench",

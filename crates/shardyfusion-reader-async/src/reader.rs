@@ -460,17 +460,29 @@ impl AsyncShardedReader {
             }
         }
         let mut values: Vec<Option<Bytes>> = vec![None; order.len()];
-        let reads = groups.into_iter().map(|(db_id, items)| {
-            let snap = &snap;
-            async move {
+        // One task per shard group, so groups run on every worker thread.
+        let mut tasks = tokio::task::JoinSet::new();
+        for (db_id, items) in groups {
+            let (snap, sem) = (snap.clone(), self.concurrency.clone());
+            tasks.spawn(async move {
                 let mut out = Vec::with_capacity(items.len());
                 for (slot, encoded) in items {
-                    out.push((slot, self.read_one(snap, db_id, &encoded).await?));
+                    let _permit =
+                        match &sem {
+                            Some(s) => Some(s.acquire().await.map_err(|_| {
+                                Error::new(ErrorKind::ReaderState, "reader is closed")
+                            })?),
+                            None => None,
+                        };
+                    out.push((slot, snap.read(db_id, &encoded).await?));
                 }
                 Ok::<_, Error>(out)
-            }
-        });
-        for group in futures::future::join_all(reads).await {
+            });
+        }
+        while let Some(group) = tasks.join_next().await {
+            let group = group.map_err(|e| {
+                Error::new(ErrorKind::DbAdapter, format!("multi_get task failed: {e}"))
+            })?;
             for (slot, v) in group? {
                 values[slot] = v;
             }

@@ -1,0 +1,233 @@
+//! Read-path benchmark: the blocking `ConcurrentShardedReader` against a raw SlateDB `DbReader`
+//! on the same data in the same run. Printed as `METRIC name value` lines; `cargo xtask bench`
+//! collects them.
+//!
+//! * `hot_get` — mean latency of warmed gets through the reader vs. a raw `DbReader` on one
+//!   shard (both driven by `block_on` from a plain thread, same cache size);
+//! * `multi_get` — one `multi_get` of 1,000 random keys vs. a loop of 1,000 gets;
+//! * `refresh` — refresh to a new snapshot of 8 and of 256 shards;
+//! * `cold_get_requests` — object-store requests per first get of a key after open.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use shardyfusion_core::{Key, KeyEncoding, KeyRef, ManifestStore, WriteConfig, WriteOptions};
+use shardyfusion_reader::{ConcurrentOptions, ConcurrentShardedReader, ReaderOptions};
+use shardyfusion_storage::object_store::ObjectStore;
+use shardyfusion_storage::{CountingStore, RequestCounts, StorageResolver};
+use shardyfusion_store_s3::ObjectStoreManifestStore;
+use shardyfusion_writer::ShardedWriter;
+use slatedb::config::{DbReaderOptions, ReadOptions};
+use slatedb::db_cache::moka::{MokaCache, MokaCacheOptions};
+use slatedb::{DbReader, DbReaderMode};
+
+const CACHE: u64 = 256 << 20;
+
+fn xorshift(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}
+
+fn write(
+    rt: &tokio::runtime::Runtime,
+    store: &Arc<dyn ManifestStore>,
+    prefix: &str,
+    resolver: &StorageResolver,
+    n: i64,
+    num_dbs: u32,
+) {
+    rt.block_on(async {
+        let config = WriteConfig::builder(prefix)
+            .num_dbs(num_dbs)
+            .manifest_store(store.clone())
+            .build()
+            .unwrap();
+        let keys: Vec<i64> = (0..n).collect();
+        let opts = WriteOptions::builder()
+            .parallel(true)
+            .sort_within_partitions(true)
+            .build()
+            .unwrap();
+        ShardedWriter::new(config)
+            .unwrap()
+            .with_storage(resolver.clone())
+            .with_run_registry(false)
+            .write(
+                &keys,
+                |k| Key::Int(**k),
+                |k| format!("{k:0>100}").into_bytes(),
+                &opts,
+            )
+            .await
+            .unwrap();
+    });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let n: i64 = args
+        .first()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = std::env::temp_dir().join(format!("sf-read-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = dir.join("snap").display().to_string();
+    let counts: Arc<std::sync::Mutex<Option<Arc<RequestCounts>>>> = Arc::default();
+    let c2 = counts.clone();
+    let resolver = StorageResolver::builder()
+        .wrap_stores(move |s| {
+            let counting = CountingStore::wrap(s);
+            *c2.lock().unwrap() = Some(counting.gate());
+            Arc::new(counting) as Arc<dyn ObjectStore>
+        })
+        .build();
+    let store: Arc<dyn ManifestStore> =
+        Arc::new(ObjectStoreManifestStore::new(&prefix, resolver.clone()).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    write(&rt, &store, &prefix, &resolver, n, 8);
+
+    let reader = ConcurrentShardedReader::open(
+        store.clone(),
+        ReaderOptions::default()
+            .with_storage(resolver.clone())
+            .with_cache_bytes(CACHE),
+        ConcurrentOptions::default(),
+    )
+    .unwrap();
+    let counter = counts.lock().unwrap().clone().unwrap();
+
+    // Cold gets: requests per first lookup of a key after open.
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    counter.reset();
+    let cold = 200;
+    for _ in 0..cold {
+        let k = (xorshift(&mut seed) % n as u64) as i64;
+        assert!(reader.get(KeyRef::Int(k)).unwrap().is_some());
+    }
+    println!(
+        "METRIC cold_get_requests {:.3}",
+        counter.total() as f64 / f64::from(cold)
+    );
+
+    // Hot gets on shard 0's keys: reader vs raw DbReader with its own cache of the same size.
+    let shard0: Vec<i64> = (0..n)
+        .filter(|k| reader.route_key(KeyRef::Int(*k), None).unwrap() == 0)
+        .take(20_000)
+        .collect();
+    for k in &shard0 {
+        reader.get(KeyRef::Int(*k)).unwrap();
+    }
+    let start = Instant::now();
+    for _ in 0..5 {
+        for k in &shard0 {
+            std::hint::black_box(reader.get(KeyRef::Int(*k)).unwrap());
+        }
+    }
+    let ours = start.elapsed().as_secs_f64() / (5 * shard0.len()) as f64;
+    let url = reader.shard_details().unwrap()[0].db_url.clone().unwrap();
+    let loc = resolver.resolve(&url).unwrap();
+    let raw_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let raw = raw_rt.block_on(async {
+        let cache: Arc<dyn slatedb::db_cache::DbCache> =
+            Arc::new(MokaCache::new_with_opts(MokaCacheOptions {
+                max_capacity: CACHE,
+                time_to_live: None,
+                time_to_idle: None,
+            }));
+        DbReader::builder(loc.path.clone(), loc.store.clone())
+            .with_reader_mode(DbReaderMode::FollowLatest)
+            .with_options(DbReaderOptions {
+                skip_wal_replay: true,
+                ..DbReaderOptions::default()
+            })
+            .with_db_cache(cache, 1)
+            .build()
+            .await
+            .unwrap()
+    });
+    let encoded: Vec<Vec<u8>> = shard0
+        .iter()
+        .map(|k| KeyEncoding::U64Be.encode(KeyRef::Int(*k)).unwrap())
+        .collect();
+    for e in &encoded {
+        raw_rt
+            .block_on(raw.get_with_options(e, &ReadOptions::default()))
+            .unwrap();
+    }
+    let start = Instant::now();
+    for _ in 0..5 {
+        for e in &encoded {
+            std::hint::black_box(
+                raw_rt
+                    .block_on(raw.get_with_options(e, &ReadOptions::default()))
+                    .unwrap(),
+            );
+        }
+    }
+    let base = start.elapsed().as_secs_f64() / (5 * encoded.len()) as f64;
+    println!("METRIC hot_get_us {:.2}", ours * 1e6);
+    println!("METRIC raw_get_us {:.2}", base * 1e6);
+    println!("METRIC hot_get_ratio {:.3}", ours / base);
+
+    // multi_get of 1,000 random keys vs a loop of 1,000 gets.
+    let batch: Vec<i64> = (0..1000)
+        .map(|_| (xorshift(&mut seed) % n as u64) as i64)
+        .collect();
+    let refs: Vec<KeyRef<'_>> = batch.iter().map(|k| KeyRef::Int(*k)).collect();
+    reader.multi_get(&refs).unwrap();
+    let rounds = 20;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(reader.multi_get(&refs).unwrap());
+    }
+    let multi = start.elapsed().as_secs_f64() / f64::from(rounds);
+    let start = Instant::now();
+    for _ in 0..rounds {
+        for r in &refs {
+            std::hint::black_box(reader.get(*r).unwrap());
+        }
+    }
+    let looped = start.elapsed().as_secs_f64() / f64::from(rounds);
+    println!("METRIC multi_get_ms {:.3}", multi * 1e3);
+    println!("METRIC get_loop_ms {:.3}", looped * 1e3);
+    println!("METRIC multi_get_ratio {:.3}", multi / looped);
+
+    // Refresh to snapshots of 8 and 256 shards (small data, so the cost is opening shards).
+    let mut refresh = Vec::new();
+    for shards in [8u32, 256, 8, 256] {
+        write(&rt, &store, &prefix, &resolver, 20_000, shards);
+        let start = Instant::now();
+        assert!(reader.refresh().unwrap());
+        refresh.push((shards, start.elapsed().as_secs_f64()));
+    }
+    let t8 = refresh
+        .iter()
+        .filter(|r| r.0 == 8)
+        .map(|r| r.1)
+        .fold(f64::MAX, f64::min);
+    let t256 = refresh
+        .iter()
+        .filter(|r| r.0 == 256)
+        .map(|r| r.1)
+        .fold(f64::MAX, f64::min);
+    println!("METRIC refresh_8_ms {:.1}", t8 * 1e3);
+    println!("METRIC refresh_256_ms {:.1}", t256 * 1e3);
+    println!("METRIC refresh_ratio {:.2}", t256 / t8);
+    reader.close();
+    let _ = std::fs::remove_dir_all(&dir);
+}
