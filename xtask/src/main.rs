@@ -1,11 +1,13 @@
 //! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
 //!
 //! * `cargo xtask ci` — everything CI checks, in order: `fmt --check`, clippy with `-D warnings`
-//!   on all targets, the tests through `it`, `cargo doc` with warnings denied, `tidy`, `codegen --check`.
+//!   on all targets, the facade's features one by one, the tests through `it`, `cargo doc` with warnings denied, `tidy`, `codegen --check`.
 //! * `cargo xtask it` — the tests with the servers they need (S3-compatible, PostgreSQL).
 //! * `cargo xtask test` — the workspace tests alone (server tests skip outside CI).
 //! * `cargo xtask tidy` — repository rules (module docs, dependency layering, banned macros).
 //! * `cargo xtask codegen [--check]` — write (or verify) the generated `docs/reference/*.md`.
+//! * `cargo xtask features` — the facade compiles with each feature alone (like
+//!   `cargo hack check --each-feature`).
 //! * `cargo xtask bench [--rows N] [--cel]` — benchmarks as ratios against raw SlateDB.
 
 #![allow(clippy::print_stdout)]
@@ -37,6 +39,7 @@ fn run() -> Result<()> {
         Some("test") => test(&root),
         Some("it") => it::run(&root),
         Some("bench") => bench::run(&root, &args[1..]),
+        Some("features") => features(&root),
         Some("tidy") => {
             tidy::check(&root)?;
             println!("tidy: ok");
@@ -45,7 +48,7 @@ fn run() -> Result<()> {
         Some("codegen") => codegen::run(&root, args.iter().any(|a| a == "--check")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | it | test | tidy | codegen [--check] | bench [--rows N] [--cel]>"
+                "usage: cargo xtask <ci | it | test | tidy | codegen [--check] | features | bench [--rows N] [--cel]>"
             );
             bail!("unknown or missing command")
         }
@@ -81,6 +84,41 @@ fn test(_root: &Path) -> Result<()> {
     run_cmd("tests", cargo().args(["test", "--workspace", "--locked"]))
 }
 
+/// Features of the `shardyfusion` facade, each checked alone.
+const FACADE_FEATURES: &[&str] = &[
+    "s3", "postgres", "sqlite", "cel", "writer", "reader", "async",
+];
+
+fn features(_root: &Path) -> Result<()> {
+    run_cmd(
+        "features: none",
+        cargo().args([
+            "check",
+            "--quiet",
+            "--locked",
+            "-p",
+            "shardyfusion",
+            "--no-default-features",
+        ]),
+    )?;
+    for f in FACADE_FEATURES {
+        run_cmd(
+            &format!("features: {f}"),
+            cargo().args([
+                "check",
+                "--quiet",
+                "--locked",
+                "-p",
+                "shardyfusion",
+                "--no-default-features",
+                "--features",
+                f,
+            ]),
+        )?;
+    }
+    Ok(())
+}
+
 fn ci(root: &Path) -> Result<()> {
     let start = Instant::now();
     run_cmd("fmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -96,6 +134,7 @@ fn ci(root: &Path) -> Result<()> {
             "warnings",
         ]),
     )?;
+    features(root)?;
     it::run(root)?;
     run_cmd(
         "doc",
