@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
 //!
 //! * `cargo xtask ci` — everything CI checks, in order: `fmt --check`, clippy with `-D warnings`
-//!   on all targets, the facade's features one by one, the tests through `it`, `cargo doc` with warnings denied, `tidy`, `codegen --check`.
+//!   on all targets, the facade's features one by one, the tests through `it`, the README's
+//!   quickstart on a small dataset, `cargo doc` with warnings denied, `tidy`, `codegen --check`.
 //! * `cargo xtask it` — the tests with the servers they need (S3-compatible, PostgreSQL).
 //! * `cargo xtask test` — the workspace tests alone (server tests skip outside CI).
 //! * `cargo xtask tidy` — repository rules (module docs, dependency layering, banned macros).
@@ -136,6 +137,22 @@ fn ci(root: &Path) -> Result<()> {
     )?;
     features(root)?;
     it::run(root)?;
+    // The README's main job, end to end on the embedded default (smaller dataset).
+    run_cmd(
+        "quickstart",
+        cargo().args([
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "shardyfusion",
+            "--example",
+            "quickstart",
+            "--",
+            "20000",
+            "target/quickstart-ci",
+        ]),
+    )?;
     run_cmd(
         "doc",
         cargo()
