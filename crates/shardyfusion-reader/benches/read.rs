@@ -119,6 +119,16 @@ fn main() {
         "METRIC cold_get_requests {:.3}",
         counter.total() as f64 / f64::from(cold)
     );
+    {
+        use shardyfusion_storage::Op;
+        println!(
+            "METRIC cold_get_breakdown get={} head={} list={} put={}",
+            counter.get(Op::Get),
+            counter.get(Op::Head),
+            counter.get(Op::List),
+            counter.get(Op::Put)
+        );
+    }
 
     // Hot gets on shard 0's keys: reader vs raw DbReader with its own cache of the same size.
     let shard0: Vec<i64> = (0..n)
