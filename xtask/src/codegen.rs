@@ -9,33 +9,55 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::cargo;
 
-/// One generated file and the argument that makes `shardyfusion-core`'s `reference` example
-/// print it.
+/// One generated file: where it goes and the cargo arguments that print it.
 struct Generated {
     path: &'static str,
-    which: &'static str,
+    args: &'static [&'static str],
 }
 
 const GENERATED: &[Generated] = &[
     Generated {
         path: "docs/reference/errors.md",
-        which: "errors",
+        args: &[
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "shardyfusion-core",
+            "--example",
+            "reference",
+            "--",
+            "errors",
+        ],
     },
     Generated {
         path: "docs/reference/metrics.md",
-        which: "metrics",
+        args: &[
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "shardyfusion-core",
+            "--example",
+            "reference",
+            "--",
+            "metrics",
+        ],
     },
-];
-
-const GENERATOR: &[&str] = &[
-    "run",
-    "--quiet",
-    "--locked",
-    "-p",
-    "shardyfusion-core",
-    "--example",
-    "reference",
-    "--",
+    Generated {
+        path: "docs/reference/cli.md",
+        args: &[
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "shardyfusion-cli",
+            "--bin",
+            "shardy",
+            "--",
+            "__reference",
+        ],
+    },
 ];
 
 /// Write every generated file, or with `check` fail when any is stale.
@@ -43,8 +65,7 @@ pub(crate) fn run(root: &Path, check: bool) -> Result<()> {
     let mut stale = Vec::new();
     for g in GENERATED {
         let out = cargo()
-            .args(GENERATOR)
-            .arg(g.which)
+            .args(g.args)
             .current_dir(root)
             .output()
             .with_context(|| format!("running the generator of {}", g.path))?;

@@ -401,9 +401,12 @@ impl ShardedWriter {
             );
         }
 
+        // Shard URLs use the canonical form of the prefix (a plain path becomes its absolute
+        // file:// URL); the manifest's s3_prefix keeps the string as given.
+        let url_prefix = self.resolver.resolve(cfg.s3_prefix())?.url;
         let ctx = ShardCtx {
             factory: self.factory.clone(),
-            s3_prefix: cfg.s3_prefix().to_owned(),
+            s3_prefix: url_prefix,
             shard_prefix: out.shard_prefix.clone(),
             run_id: run_id.to_owned(),
             template: out.db_path_template.clone(),

@@ -53,6 +53,13 @@ async fn round_trip(prefix: &str, resolver: StorageResolver, options: WriteOptio
     assert_eq!(m.row_count(), 5000);
     for s in &m.shards {
         let url = s.db_url.as_deref().unwrap();
+        // A plain path prefix is recorded as given, shard URLs as the absolute file:// URL.
+        assert!(
+            ["file:///", "memory://", "s3://"]
+                .iter()
+                .any(|p| url.starts_with(p)),
+            "{url}"
+        );
         assert!(
             url.ends_with(&format!(
                 "/shards/run_id={}/db={:05}/attempt=00",

@@ -1,0 +1,445 @@
+//! The read commands: get, multiget, info, shards, health, route, history, rollback.
+
+use std::collections::BTreeMap;
+use std::io::BufRead as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::{Map, Value, json};
+use shardyfusion::cel::{CelValue, RoutingContext};
+use shardyfusion::reader_async::{AsyncShardedReader, ReaderOptions};
+use shardyfusion::{CelColumnType, Key, KeyEncoding, ShardingStrategy};
+
+use crate::output::{Format, table};
+use crate::{Command, Ctx};
+
+/// Coerce a command-line key by the snapshot's key encoding.
+pub(crate) fn coerce_key(raw: &str, encoding: KeyEncoding) -> Result<Key> {
+    Ok(match encoding {
+        KeyEncoding::U64Be | KeyEncoding::U32Be => {
+            Key::Int(raw.trim().parse().with_context(|| {
+                format!("key {raw:?} is not an integer, but the snapshot uses {encoding} keys")
+            })?)
+        }
+        KeyEncoding::Utf8 => Key::Str(raw.to_owned()),
+        KeyEncoding::Raw => Key::Bytes(raw.as_bytes().to_vec()),
+    })
+}
+
+type Columns = BTreeMap<String, CelColumnType>;
+
+/// Coerce `--routing-context k=v` values to the declared CEL column types.
+fn routing_context(
+    pairs: &[String],
+    reader: &AsyncShardedReader,
+    columns: &Columns,
+) -> Result<Option<RoutingContext>> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let info = reader.snapshot_info()?;
+    if info.sharding != ShardingStrategy::Cel {
+        bail!(
+            "--routing-context only applies to CEL-sharded snapshots; this one uses {}",
+            info.sharding
+        );
+    }
+    let mut ctx = RoutingContext::new();
+    for p in pairs {
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("--routing-context takes COLUMN=VALUE, got {p:?}"))?;
+        let ty = columns.get(k).with_context(|| {
+            format!(
+                "routing context column {k:?} is not one of the snapshot's CEL columns {:?}",
+                columns.keys().collect::<Vec<_>>()
+            )
+        })?;
+        let bad = |e: &dyn std::fmt::Display| {
+            anyhow::anyhow!("routing context {k}={v:?} is not a valid {ty}: {e}")
+        };
+        let value = match ty {
+            CelColumnType::Int => CelValue::Int(v.parse().map_err(|e| bad(&e))?),
+            CelColumnType::Uint => CelValue::Uint(v.parse().map_err(|e| bad(&e))?),
+            CelColumnType::Double => CelValue::Double(v.parse().map_err(|e| bad(&e))?),
+            CelColumnType::Bool => CelValue::Bool(match v {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => return Err(bad(&"expected true/false")),
+            }),
+            CelColumnType::String => CelValue::Str(v.to_owned()),
+            CelColumnType::Bytes => CelValue::Bytes(v.as_bytes().to_vec()),
+        };
+        ctx.insert(k.to_owned(), value);
+    }
+    Ok(Some(ctx))
+}
+
+fn key_json(k: &Key) -> Value {
+    match k {
+        Key::Int(i) => json!(i),
+        Key::Str(s) => json!(s),
+        Key::Bytes(b) => json!(String::from_utf8_lossy(b)),
+    }
+}
+
+fn opt_key_json(k: &Option<Key>) -> Value {
+    k.as_ref().map_or(Value::Null, key_json)
+}
+
+/// Open the snapshot (pinned by `--ref`/`--offset`) and return its declared CEL columns.
+async fn open(ctx: &Ctx) -> Result<(AsyncShardedReader, Columns)> {
+    let options = ReaderOptions::default().with_storage(ctx.resolver.clone());
+    let pinned = match (&ctx.manifest_ref, ctx.offset) {
+        (Some(r), _) => Some(r.clone()),
+        (None, Some(n)) => {
+            let history = ctx.store.list_manifests(n + 1).await?;
+            Some(
+                history
+                    .get(n)
+                    .map(|m| m.manifest_ref.clone())
+                    .with_context(|| {
+                        format!(
+                            "--offset {n} is out of range: the history has {} manifests",
+                            history.len()
+                        )
+                    })?,
+            )
+        }
+        (None, None) => None,
+    };
+    let reader = match &pinned {
+        Some(r) => AsyncShardedReader::open_pinned(ctx.store.clone(), r, options).await?,
+        None => AsyncShardedReader::open(ctx.store.clone(), options).await?,
+    };
+    let manifest_ref = reader.snapshot_info()?.manifest_ref;
+    let manifest = ctx.store.load_manifest(&manifest_ref).await?;
+    Ok((
+        reader,
+        manifest
+            .build
+            .sharding
+            .cel_columns
+            .clone()
+            .unwrap_or_default(),
+    ))
+}
+
+fn rec(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
+    let out = &ctx.out;
+    match cmd {
+        Command::History { limit } => {
+            let history = ctx.store.list_manifests(*limit).await?;
+            let items: Vec<Value> = history
+                .iter()
+                .enumerate()
+                .map(|(i, m)| json!({"offset": i, "run_id": m.run_id, "published_at": m.published_at.to_iso(), "ref": m.manifest_ref}))
+                .collect();
+            out.record(
+                &rec(vec![
+                    ("op", json!("history")),
+                    ("manifests", Value::Array(items)),
+                ]),
+                || match out.format {
+                    Format::Table => table(
+                        &["offset", "published_at", "run_id", "ref"],
+                        &history
+                            .iter()
+                            .enumerate()
+                            .map(|(i, m)| {
+                                vec![
+                                    i.to_string(),
+                                    m.published_at.to_iso(),
+                                    m.run_id.clone(),
+                                    m.manifest_ref.clone(),
+                                ]
+                            })
+                            .collect::<Vec<_>>(),
+                    ),
+                    _ => history
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| {
+                            format!("[{i}] {}  run_id={}", m.published_at.to_iso(), m.run_id)
+                        })
+                        .collect(),
+                },
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Rollback { run_id } => {
+            let target = match (&ctx.manifest_ref, run_id, ctx.offset) {
+                (Some(r), None, None) => r.clone(),
+                (None, Some(id), None) => {
+                    let history = ctx.store.list_manifests(100).await?;
+                    history
+                        .iter()
+                        .find(|m| &m.run_id == id)
+                        .map(|m| m.manifest_ref.clone())
+                        .with_context(|| {
+                            format!("run id {id:?} is not among the newest 100 manifests")
+                        })?
+                }
+                (None, None, Some(n)) => {
+                    let history = ctx.store.list_manifests(n + 1).await?;
+                    history
+                        .get(n)
+                        .map(|m| m.manifest_ref.clone())
+                        .with_context(|| {
+                            format!(
+                                "--offset {n} is out of range: the history has {} manifests",
+                                history.len()
+                            )
+                        })?
+                }
+                _ => bail!("rollback takes exactly one of --ref REF, --run-id ID, --offset N"),
+            };
+            ctx.store.set_current(&target).await?;
+            println!("Rolled back _CURRENT to: {target}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
+
+    let opened = match cmd {
+        Command::Health { .. } => match open(ctx).await {
+            Ok(r) => r,
+            Err(e) => {
+                let record = rec(vec![
+                    ("op", json!("health")),
+                    ("status", json!("unhealthy")),
+                    ("error", json!(format!("{e:#}"))),
+                ]);
+                out.record(&record, || vec![format!("status=unhealthy error={e:#}")]);
+                return Ok(ExitCode::from(2));
+            }
+        },
+        _ => open(ctx).await?,
+    };
+    let (reader, columns) = opened;
+    let enc = reader.key_encoding()?;
+    let code = match cmd {
+        Command::Get {
+            key,
+            routing_context: rc,
+            strict,
+        } => {
+            let k = coerce_key(key, enc)?;
+            let ctxv = routing_context(rc, &reader, &columns)?;
+            let v = reader
+                .get_with_context(k.as_key_ref(), ctxv.as_ref())
+                .await?;
+            let value = v
+                .as_ref()
+                .map_or_else(|| json!(out.null_repr), |b| json!(out.value(b)));
+            out.record(
+                &rec(vec![
+                    ("op", json!("get")),
+                    ("key", key_json(&k)),
+                    ("found", json!(v.is_some())),
+                    ("value", value.clone()),
+                ]),
+                || {
+                    vec![format!(
+                        "{key}={}",
+                        v.as_ref()
+                            .map_or_else(|| "null".to_owned(), |b| out.value(b))
+                    )]
+                },
+            );
+            if *strict && v.is_none() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Command::Multiget {
+            keys,
+            routing_context: rc,
+        } => {
+            let raw: Vec<String> = if keys.len() == 1 && keys[0] == "-" {
+                std::io::stdin()
+                    .lock()
+                    .lines()
+                    .map_while(std::result::Result::ok)
+                    .map(|l| l.trim().to_owned())
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            } else {
+                keys.clone()
+            };
+            let parsed: Vec<Key> = raw
+                .iter()
+                .map(|k| coerce_key(k, enc))
+                .collect::<Result<_>>()?;
+            let refs: Vec<_> = parsed.iter().map(Key::as_key_ref).collect();
+            let ctxv = routing_context(rc, &reader, &columns)?;
+            let results = reader.multi_get_with_context(&refs, ctxv.as_ref()).await?;
+            let items: Vec<Value> = results
+                .iter()
+                .map(|(k, v)| {
+                    let mut m = rec(vec![("key", key_json(k)), ("found", json!(v.is_some()))]);
+                    if let Some(b) = v {
+                        m.insert("value".into(), json!(out.value(b)));
+                    }
+                    Value::Object(m)
+                })
+                .collect();
+            out.record(
+                &rec(vec![
+                    ("op", json!("multiget")),
+                    ("results", Value::Array(items)),
+                ]),
+                || match out.format {
+                    Format::Table => table(
+                        &["key", "found", "value"],
+                        &results
+                            .iter()
+                            .map(|(k, v)| {
+                                vec![
+                                    k.to_string(),
+                                    v.is_some().to_string(),
+                                    v.as_ref().map_or_else(String::new, |b| out.value(b)),
+                                ]
+                            })
+                            .collect::<Vec<_>>(),
+                    ),
+                    _ => results
+                        .iter()
+                        .map(|(k, v)| {
+                            format!(
+                                "{}={}",
+                                key_json(k).to_string().trim_matches('"'),
+                                v.as_ref()
+                                    .map_or_else(|| "null".to_owned(), |b| out.value(b))
+                            )
+                        })
+                        .collect(),
+                },
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Info => {
+            let i = reader.snapshot_info()?;
+            let fields = vec![
+                ("run_id", json!(i.run_id)),
+                ("num_dbs", json!(i.num_dbs)),
+                ("sharding", json!(i.sharding.as_str())),
+                ("created_at", json!(i.created_at.to_iso())),
+                ("manifest_ref", json!(i.manifest_ref)),
+                ("row_count", json!(i.row_count)),
+                ("key_encoding", json!(i.key_encoding.as_str())),
+                ("hash_algorithm", json!(i.hash_algorithm)),
+            ];
+            let text: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{k}={}",
+                        v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                    )
+                })
+                .collect();
+            let mut all = vec![("op", json!("info"))];
+            all.extend(fields);
+            out.record(&rec(all), || text);
+            ExitCode::SUCCESS
+        }
+        Command::Shards => {
+            let details = reader.shard_details()?;
+            let items: Vec<Value> = details
+                .iter()
+                .map(|d| json!({"db_id": d.db_id, "row_count": d.row_count, "min_key": opt_key_json(&d.min_key), "max_key": opt_key_json(&d.max_key), "db_url": d.db_url}))
+                .collect();
+            out.record(
+                &rec(vec![
+                    ("op", json!("shards")),
+                    ("shards", Value::Array(items)),
+                ]),
+                || match out.format {
+                    Format::Table => table(
+                        &["db_id", "rows", "min", "max", "db_url"],
+                        &details
+                            .iter()
+                            .map(|d| {
+                                vec![
+                                    d.db_id.to_string(),
+                                    d.row_count.to_string(),
+                                    opt_key_json(&d.min_key).to_string(),
+                                    opt_key_json(&d.max_key).to_string(),
+                                    d.db_url.clone().unwrap_or_default(),
+                                ]
+                            })
+                            .collect::<Vec<_>>(),
+                    ),
+                    _ => details
+                        .iter()
+                        .map(|d| {
+                            format!(
+                                "db_id={} rows={} min={} max={}",
+                                d.db_id,
+                                d.row_count,
+                                opt_key_json(&d.min_key),
+                                opt_key_json(&d.max_key)
+                            )
+                        })
+                        .collect(),
+                },
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Health {
+            staleness_threshold,
+        } => {
+            let h = reader.health(staleness_threshold.map(Duration::from_secs_f64));
+            let age = (h.manifest_age.as_secs_f64() * 10.0).round() / 10.0;
+            out.record(
+                &rec(vec![
+                    ("op", json!("health")),
+                    ("status", json!(h.status.as_str())),
+                    ("manifest_ref", json!(h.manifest_ref)),
+                    ("manifest_age_seconds", json!(age)),
+                    ("num_shards", json!(h.num_shards)),
+                    ("is_closed", json!(h.is_closed)),
+                ]),
+                || {
+                    vec![format!(
+                        "status={} manifest_age={age}s shards={}",
+                        h.status.as_str(),
+                        h.num_shards
+                    )]
+                },
+            );
+            match h.status {
+                shardyfusion::reader_async::HealthStatus::Healthy => ExitCode::SUCCESS,
+                shardyfusion::reader_async::HealthStatus::Degraded => ExitCode::from(1),
+                shardyfusion::reader_async::HealthStatus::Unhealthy => ExitCode::from(2),
+            }
+        }
+        Command::Route {
+            key,
+            routing_context: rc,
+        } => {
+            let k = coerce_key(key, enc)?;
+            let ctxv = routing_context(rc, &reader, &columns)?;
+            let db = reader.route_key(k.as_key_ref(), ctxv.as_ref())?;
+            out.record(
+                &rec(vec![
+                    ("op", json!("route")),
+                    ("key", key_json(&k)),
+                    ("db_id", json!(db)),
+                ]),
+                || vec![format!("{key} -> shard {db}")],
+            );
+            ExitCode::SUCCESS
+        }
+        Command::History { .. } | Command::Rollback { .. } | Command::Write(_) => ExitCode::SUCCESS,
+    };
+    reader.close();
+    Ok(code)
+}

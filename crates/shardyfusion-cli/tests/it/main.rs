@@ -1,0 +1,531 @@
+//! The `shardy` binary driven as a subprocess: every command, including the failing paths.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("shardy-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn shardy() -> Command {
+    let mut c = Command::cargo_bin("shardy").unwrap();
+    c.env_remove("SHARDY_CURRENT")
+        .env_remove("SHARDY_CONFIG")
+        .env_remove("SHARDY_CREDENTIALS");
+    c
+}
+
+fn jsonl(dir: &Path, n: usize) -> PathBuf {
+    let path = dir.join("rows.jsonl");
+    let regions = ["eu", "us", "ap"];
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"id": {i}, "name": "user-{i}", "region": "{}"}}"#,
+                regions[i % 3]
+            )
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// Run, expect success, parse stdout as one JSON line.
+fn ok_json(c: &mut Command) -> Value {
+    let out = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "failed: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Run, expect exit `code`, and a one-line JSON error on stderr without a panic.
+fn err_json(c: &mut Command, code: i32) -> Value {
+    let out = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON error line: {stderr}"));
+    serde_json::from_str(line).unwrap()
+}
+
+#[test]
+fn write_then_every_read_command() {
+    let dir = scratch("read");
+    let input = jsonl(&dir, 500);
+    let prefix = dir.join("snap");
+    let current = format!("{}/_CURRENT", prefix.display());
+    let w = ok_json(
+        shardy()
+            .args([
+                "write",
+                "--no-progress",
+                "--key-col",
+                "id",
+                "--value-json-cols",
+                "--num-dbs",
+                "4",
+                "--input",
+            ])
+            .arg(&input)
+            .arg("--prefix")
+            .arg(&prefix),
+    );
+    assert_eq!(
+        (
+            w["op"].as_str(),
+            w["rows_written"].as_u64(),
+            w["num_dbs"].as_u64()
+        ),
+        (Some("write"), Some(500), Some(4))
+    );
+
+    let g = ok_json(shardy().args([
+        "--current-url",
+        &current,
+        "--output-format",
+        "jsonl",
+        "get",
+        "42",
+    ]));
+    assert_eq!(g["found"], true);
+    use base64::Engine as _;
+    let value = base64::engine::general_purpose::STANDARD
+        .decode(g["value"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(value, br#"{"name":"user-42","region":"eu"}"#);
+    // Missing keys print null_repr; --strict exits 1.
+    let g = ok_json(shardy().args(["--current-url", &current, "get", "9999"]));
+    assert_eq!(
+        (g["found"].as_bool(), g["value"].as_str()),
+        (Some(false), Some("null"))
+    );
+    assert_eq!(
+        shardy()
+            .args(["--current-url", &current, "get", "9999", "--strict"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+
+    let m = ok_json(shardy().args(["--current-url", &current, "multiget", "1", "2", "9999", "1"]));
+    let results = m["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3, "duplicates collapse");
+    assert_eq!(results[2]["found"], false);
+    let out = shardy()
+        .args([
+            "--current-url",
+            &current,
+            "--output-format",
+            "text",
+            "multiget",
+            "-",
+        ])
+        .write_stdin("3\n\n4\n")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.starts_with("3="), "{text}");
+
+    let info = ok_json(shardy().args(["--current-url", &current, "info"]));
+    assert_eq!(
+        (
+            info["num_dbs"].as_u64(),
+            info["row_count"].as_u64(),
+            info["key_encoding"].as_str()
+        ),
+        (Some(4), Some(500), Some("u64be"))
+    );
+    let shards = ok_json(shardy().args(["--current-url", &current, "shards"]));
+    assert_eq!(shards["shards"].as_array().unwrap().len(), 4);
+    assert!(
+        shards["shards"][0]["db_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("file:///")
+    );
+    let route = ok_json(shardy().args(["--current-url", &current, "route", "42"]));
+    assert!(route["db_id"].as_u64().unwrap() < 4);
+    let health = ok_json(shardy().args([
+        "--current-url",
+        &current,
+        "health",
+        "--staleness-threshold",
+        "3600",
+    ]));
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(
+        shardy()
+            .args([
+                "--current-url",
+                &current,
+                "health",
+                "--staleness-threshold",
+                "0"
+            ])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(1),
+        "degraded exits 1"
+    );
+    let table = shardy()
+        .args([
+            "--current-url",
+            &current,
+            "--output-format",
+            "table",
+            "shards",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(table.stdout)
+            .unwrap()
+            .starts_with("db_id  rows")
+    );
+
+    // A second publish, then history, pinning and rollback.
+    let w2 = ok_json(
+        shardy()
+            .args([
+                "write",
+                "--no-progress",
+                "--key-col",
+                "id",
+                "--value-col",
+                "name",
+                "--num-dbs",
+                "2",
+                "--input",
+            ])
+            .arg(&input)
+            .arg("--prefix")
+            .arg(&prefix),
+    );
+    let h = ok_json(shardy().args(["--current-url", &current, "history"]));
+    let manifests = h["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 2);
+    assert_eq!(manifests[0]["run_id"], w2["run_id"]);
+    let pinned = ok_json(shardy().args(["--current-url", &current, "--offset", "1", "info"]));
+    assert_eq!(
+        pinned["run_id"], w["run_id"],
+        "--offset pins without moving the pointer"
+    );
+    assert_eq!(
+        ok_json(shardy().args(["--current-url", &current, "info"]))["run_id"],
+        w2["run_id"]
+    );
+    let out = shardy()
+        .args([
+            "--current-url",
+            &current,
+            "rollback",
+            "--run-id",
+            w["run_id"].as_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .starts_with("Rolled back _CURRENT to: ")
+    );
+    assert_eq!(
+        ok_json(shardy().args(["--current-url", &current, "info"]))["run_id"],
+        w["run_id"]
+    );
+    let r2 = w2["manifest_ref"].as_str().unwrap();
+    assert!(
+        shardy()
+            .args(["--current-url", &current, "rollback", "--ref", r2])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    assert_eq!(
+        ok_json(shardy().args(["--current-url", &current, "info"]))["run_id"],
+        w2["run_id"]
+    );
+    let e = err_json(shardy().args(["--current-url", &current, "rollback"]), 1);
+    assert!(e["error"].as_str().unwrap().contains("exactly one"), "{e}");
+    let e = err_json(
+        shardy().args(["--current-url", &current, "--offset", "7", "info"]),
+        1,
+    );
+    assert!(e["error"].as_str().unwrap().contains("out of range"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn csv_utf8_keys_and_cel_routing_context() {
+    let dir = scratch("cel");
+    let csv = dir.join("rows.csv");
+    std::fs::write(
+        &csv,
+        "user,region,score\nalice,eu,1\nbob,us,2\ncarol,eu,3\n",
+    )
+    .unwrap();
+    let prefix = dir.join("snap");
+    let current = format!("{}/_CURRENT", prefix.display());
+    let w = ok_json(
+        shardy()
+            .args([
+                "write",
+                "--no-progress",
+                "--key-col",
+                "user",
+                "--value-col",
+                "score",
+                "--key-encoding",
+                "utf8",
+                "--cel-by-columns",
+                "region",
+                "--input",
+            ])
+            .arg(&csv)
+            .arg("--prefix")
+            .arg(&prefix),
+    );
+    assert_eq!(w["num_dbs"], 2, "categorical, inferred: eu and us");
+    let g = ok_json(shardy().args([
+        "--current-url",
+        &current,
+        "--output-format",
+        "json",
+        "get",
+        "bob",
+        "--routing-context",
+        "region=us",
+    ]));
+    assert_eq!(g["found"], true);
+    let g = ok_json(shardy().args([
+        "--current-url",
+        &current,
+        "get",
+        "bob",
+        "--routing-context",
+        "region=zz",
+    ]));
+    assert_eq!(g["found"], false, "unknown categorical token is a miss");
+    let e = err_json(
+        shardy().args([
+            "--current-url",
+            &current,
+            "route",
+            "bob",
+            "--routing-context",
+            "region=zz",
+        ]),
+        1,
+    );
+    assert_eq!(e["error_type"], "ShardAssignment", "{e}");
+    let e = err_json(shardy().args(["--current-url", &current, "get", "bob"]), 1);
+    assert!(
+        e["error"].as_str().unwrap().contains("routing_context"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn errors_are_one_clear_line() {
+    let dir = scratch("errors");
+    let current = format!("{}/nothing/_CURRENT", dir.display());
+    let e = err_json(shardy().args(["--current-url", &current, "info"]), 1);
+    assert_eq!(e["error_type"], "ReaderState");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("CURRENT pointer not found"),
+        "{e}"
+    );
+    let e = err_json(
+        shardy().args(["--current-url", "gs://bucket/p/_CURRENT", "info"]),
+        1,
+    );
+    assert!(
+        e["error"].as_str().unwrap().contains("unsupported scheme"),
+        "{e}"
+    );
+    let e = err_json(shardy().args(["info"]), 1);
+    assert!(
+        e["error"].as_str().unwrap().contains("--current-url"),
+        "{e}"
+    );
+    let e = err_json(
+        shardy().args([
+            "--current-url",
+            "s3://bucket/p/_CURRENT",
+            "--s3-option",
+            "endpoint_url=http://127.0.0.1:9",
+            "--s3-option",
+            "max_attempts=1",
+            "--s3-option",
+            "connect_timeout=1",
+            "info",
+        ]),
+        1,
+    );
+    assert!(
+        e["error_type"] == "S3Transient" || e["error_type"] == "ManifestStore",
+        "{e}"
+    );
+    // health reports an unreachable store as unhealthy (exit 2) on stdout.
+    let out = shardy()
+        .args([
+            "--current-url",
+            "s3://bucket/p/_CURRENT",
+            "--s3-option",
+            "max_attempts=1",
+            "--s3-option",
+            "connect_timeout=1",
+            "health",
+        ])
+        .env("SLATEDB_S3_ENDPOINT_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let h: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(h["status"], "unhealthy", "{h}");
+    // A key that does not fit the encoding.
+    let input = jsonl(&dir, 10);
+    let prefix = dir.join("snap");
+    ok_json(
+        shardy()
+            .args([
+                "write",
+                "--no-progress",
+                "--key-col",
+                "id",
+                "--value-col",
+                "name",
+                "--num-dbs",
+                "2",
+                "--input",
+            ])
+            .arg(&input)
+            .arg("--prefix")
+            .arg(&prefix),
+    );
+    let e = err_json(
+        shardy().args([
+            "--current-url",
+            &format!("{}/_CURRENT", prefix.display()),
+            "get",
+            "-5",
+        ]),
+        1,
+    );
+    assert!(e["error"].as_str().unwrap().contains("-5"), "{e}");
+    // Bad write input.
+    std::fs::write(dir.join("bad.jsonl"), "{\"id\": 1}\nnot json\n").unwrap();
+    let e = err_json(
+        shardy()
+            .args([
+                "write",
+                "--key-col",
+                "id",
+                "--value-col",
+                "name",
+                "--num-dbs",
+                "2",
+                "--input",
+            ])
+            .arg(dir.join("bad.jsonl"))
+            .arg("--prefix")
+            .arg(&prefix),
+        1,
+    );
+    assert!(e["error"].as_str().unwrap().contains("line 2"), "{e}");
+    let e = err_json(
+        shardy()
+            .args(["write", "--key-col", "id", "--value-col", "name", "--input"])
+            .arg(&input)
+            .arg("--prefix")
+            .arg(&prefix),
+        1,
+    );
+    assert!(e["error"].as_str().unwrap().contains("--num-dbs"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn config_files_choose_the_store_and_warn_on_open_credentials() {
+    let dir = scratch("config");
+    let input = jsonl(&dir, 20);
+    let db = dir.join("manifests.db");
+    let cfg = dir.join("reader.toml");
+    std::fs::write(&cfg, format!("[manifest_store]\nbackend = \"sqlite\"\npath = \"{}\"\n\n[output]\nvalue_encoding = \"utf8\"\n", db.display())).unwrap();
+    let prefix = dir.join("snap");
+    ok_json(
+        shardy()
+            .arg("--config")
+            .arg(&cfg)
+            .args([
+                "write",
+                "--no-progress",
+                "--key-col",
+                "id",
+                "--value-col",
+                "name",
+                "--num-dbs",
+                "2",
+                "--input",
+            ])
+            .arg(&input)
+            .arg("--prefix")
+            .arg(&prefix),
+    );
+    let g = ok_json(shardy().arg("--config").arg(&cfg).args(["get", "7"]));
+    assert_eq!(g["value"], "user-7", "utf8 value encoding from [output]");
+    assert!(db.exists());
+    let creds = dir.join("credentials.toml");
+    std::fs::write(
+        &creds,
+        "[default]\naccess_key_id = \"AKIA\"\nsecret_access_key = \"s3cret\"\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let out = shardy()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--credentials")
+        .arg(&creds)
+        .args(["info"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("readable by group or others"), "{stderr}");
+    assert!(!stderr.contains("s3cret") && !String::from_utf8_lossy(&out.stdout).contains("s3cret"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
