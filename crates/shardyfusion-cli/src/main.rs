@@ -5,6 +5,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a terminal program prints
 
+mod batch;
 mod config;
 mod output;
 mod read;
@@ -57,8 +58,9 @@ pub(crate) struct Cli {
     /// Pin the manifest at this offset of the history (0 = newest).
     #[arg(long, global = true, value_name = "N")]
     offset: Option<usize>,
+    /// No command: the interactive REPL.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +120,15 @@ pub(crate) enum Command {
     },
     /// Build and publish a snapshot from a JSONL or CSV file.
     Write(Box<write::WriteArgs>),
+    /// Run a YAML batch script (`commands:` list, optional `on_error: stop|continue`).
+    Exec {
+        /// The script.
+        #[arg(long)]
+        script: PathBuf,
+        /// Write the records here instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 impl Command {
@@ -132,6 +143,7 @@ impl Command {
             Command::History { .. } => "history",
             Command::Rollback { .. } => "rollback",
             Command::Write(_) => "write",
+            Command::Exec { .. } => "exec",
         }
     }
 }
@@ -330,13 +342,21 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     match &cli.command {
-        Command::Write(args) => {
+        Some(Command::Write(args)) => {
             let ctx = build_ctx(cli, args.prefix.as_deref())?;
             rt.block_on(write::run(&ctx, args))
         }
-        cmd => {
+        Some(Command::Exec { script, output }) => {
+            let mut ctx = build_ctx(cli, None)?;
+            rt.block_on(batch::exec(&mut ctx, script, output.as_deref()))
+        }
+        Some(cmd) => {
             let ctx = build_ctx(cli, None)?;
             rt.block_on(read::run(&ctx, cmd))
+        }
+        None => {
+            let mut ctx = build_ctx(cli, None)?;
+            rt.block_on(batch::repl(&mut ctx))
         }
     }
 }
@@ -373,7 +393,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let cli = Cli::parse();
-    let op = cli.command.op();
+    let op = cli.command.as_ref().map_or("repl", Command::op);
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {

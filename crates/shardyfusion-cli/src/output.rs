@@ -27,11 +27,12 @@ impl Format {
     }
 }
 
-/// Output settings.
+/// Output settings, and where records go (stdout, or the `exec --output` file).
 pub(crate) struct Out {
     pub(crate) format: Format,
     value_encoding: String,
     pub(crate) null_repr: String,
+    sink: Option<std::sync::Mutex<std::fs::File>>,
 }
 
 /// Python-style `json.dumps` with `", "`/`": "` and non-ASCII kept.
@@ -64,6 +65,19 @@ impl Out {
             format,
             value_encoding: enc.to_owned(),
             null_repr: null_repr.unwrap_or_else(|| "null".to_owned()),
+            sink: None,
+        }
+    }
+
+    /// Send records to `file` instead of stdout.
+    pub(crate) fn to_file(&mut self, file: std::fs::File) {
+        self.sink = Some(std::sync::Mutex::new(file));
+    }
+
+    /// Downgrade `json` to `jsonl` (batch output is one record per line).
+    pub(crate) fn line_oriented(&mut self) {
+        if self.format == Format::Json {
+            self.format = Format::Jsonl;
         }
     }
 
@@ -79,7 +93,10 @@ impl Out {
     /// Print one record: JSON (indented), JSONL (one line), or the given text lines.
     pub(crate) fn record(&self, record: &Map<String, Value>, text: impl FnOnce() -> Vec<String>) {
         let v = Value::Object(record.clone());
-        let mut stdout = std::io::stdout().lock();
+        let mut stdout: Box<dyn std::io::Write + '_> = match &self.sink {
+            Some(f) => Box::new(FileGuard(f.lock().unwrap_or_else(|p| p.into_inner()))),
+            None => Box::new(std::io::stdout().lock()),
+        };
         let _ = match self.format {
             Format::Json => writeln!(
                 stdout,
@@ -120,4 +137,16 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> Vec<String> {
     out.push(line(widths.iter().map(|w| "-".repeat(*w)).collect()));
     out.extend(rows.iter().map(|r| line(r.clone())));
     out
+}
+
+/// A locked file writer.
+struct FileGuard<'a>(std::sync::MutexGuard<'a, std::fs::File>);
+
+impl std::io::Write for FileGuard<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }

@@ -126,6 +126,17 @@ async fn open(ctx: &Ctx) -> Result<(AsyncShardedReader, Columns)> {
     ))
 }
 
+/// The REPL banner: `Loaded manifest run_id=<id> (<N> shards, <strategy> sharding)`.
+pub(crate) async fn banner(ctx: &Ctx) -> Result<String> {
+    let (reader, _) = open(ctx).await?;
+    let i = reader.snapshot_info()?;
+    reader.close();
+    Ok(format!(
+        "Loaded manifest run_id={} ({} shards, {} sharding)",
+        i.run_id, i.num_dbs, i.sharding
+    ))
+}
+
 fn rec(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
@@ -438,7 +449,10 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
             );
             ExitCode::SUCCESS
         }
-        Command::History { .. } | Command::Rollback { .. } | Command::Write(_) => ExitCode::SUCCESS,
+        Command::History { .. }
+        | Command::Rollback { .. }
+        | Command::Write(_)
+        | Command::Exec { .. } => ExitCode::SUCCESS,
     };
     reader.close();
     Ok(code)

@@ -529,3 +529,153 @@ fn config_files_choose_the_store_and_warn_on_open_credentials() {
     assert!(!stderr.contains("s3cret") && !String::from_utf8_lossy(&out.stdout).contains("s3cret"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn exec_scripts_and_the_repl() {
+    let dir = scratch("batch");
+    let input = jsonl(&dir, 50);
+    let prefix = dir.join("snap");
+    let current = format!("{}/_CURRENT", prefix.display());
+    let w1 = ok_json(
+        shardy()
+            .args([
+                "write",
+                "--no-progress",
+                "--key-col",
+                "id",
+                "--value-col",
+                "name",
+                "--num-dbs",
+                "2",
+                "--input",
+            ])
+            .arg(&input)
+            .arg("--prefix")
+            .arg(&prefix),
+    );
+    let w2 = ok_json(
+        shardy()
+            .args([
+                "write",
+                "--no-progress",
+                "--key-col",
+                "id",
+                "--value-col",
+                "region",
+                "--num-dbs",
+                "3",
+                "--input",
+            ])
+            .arg(&input)
+            .arg("--prefix")
+            .arg(&prefix),
+    );
+
+    // A batch script: one record per command, errors in the same stream; on_error continue.
+    let script = dir.join("script.yaml");
+    std::fs::write(
+        &script,
+        "on_error: continue\ncommands:\n  - op: get\n    key: 7\n  - op: multiget\n    keys: [1, 2, 1]\n  - op: get\n    key: nope\n  - op: info\n  - op: history\n    limit: 5\n  - op: refresh\n  - op: route\n    key: 3\n",
+    )
+    .unwrap();
+    let out_file = dir.join("out.jsonl");
+    let out = shardy()
+        .args([
+            "--current-url",
+            &current,
+            "--output-format",
+            "json",
+            "exec",
+            "--script",
+        ])
+        .arg(&script)
+        .arg("--output")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed command makes exec exit 1"
+    );
+    let records: Vec<Value> = std::fs::read_to_string(&out_file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ops: Vec<&str> = records.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    assert_eq!(
+        ops,
+        [
+            "get", "multiget", "get", "info", "history", "refresh", "route"
+        ]
+    );
+    assert!(
+        records[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an integer")
+    );
+    assert_eq!(records[1]["results"].as_array().unwrap().len(), 2);
+    // on_error: stop (the default) stops at the first failure.
+    std::fs::write(
+        &script,
+        "commands:\n  - op: get\n    key: nope\n  - op: info\n",
+    )
+    .unwrap();
+    let out = shardy()
+        .args(["--current-url", &current, "exec", "--script"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+    std::fs::write(&script, "commands: 3\n").unwrap();
+    let e = err_json(
+        shardy()
+            .args(["--current-url", &current, "exec", "--script"])
+            .arg(&script),
+        1,
+    );
+    assert!(e["error"].as_str().unwrap().contains("commands"), "{e}");
+
+    // The REPL: banner, pinning with `use` (never moves _CURRENT), quit.
+    let session = format!(
+        "info\nuse --offset 1\ninfo\nuse --latest\nget 3\nuse --ref {}\ninfo\nbogus\nquit\n",
+        w2["manifest_ref"].as_str().unwrap()
+    );
+    let out = shardy()
+        .args(["--current-url", &current, "--output-format", "jsonl"])
+        .write_stdin(session)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "Loaded manifest run_id={} (3 shards, hash sharding)",
+            w2["run_id"].as_str().unwrap()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("shardy> "));
+    assert!(stderr.contains(r#""op":"bogus""#), "{stderr}");
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["run_id"], w2["run_id"]);
+    assert_eq!(
+        lines[1]["run_id"], w1["run_id"],
+        "use --offset 1 pins the older manifest"
+    );
+    assert_eq!(lines[2]["op"], "get");
+    assert_eq!(lines[3]["run_id"], w2["run_id"]);
+    assert_eq!(
+        ok_json(shardy().args(["--current-url", &current, "info"]))["run_id"],
+        w2["run_id"],
+        "_CURRENT never moved"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

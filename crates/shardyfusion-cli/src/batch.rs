@@ -1,0 +1,293 @@
+//! `shardy exec` (YAML batch scripts) and the interactive REPL (`shardy` with no command).
+//! Both turn each step into an ordinary command and run it against the same store; a pin set
+//! with `use` applies to later steps and never moves `_CURRENT`.
+
+use std::io::{BufRead as _, Write as _};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Parser as _;
+use serde_json::{Value, json};
+
+use crate::{Cli, Command, Ctx, read};
+
+/// Parse one command line (REPL syntax) into a command: `get KEY [--routing-context k=v]`,
+/// `multiget KEY…`, `info`, `shards`, `health [SECONDS]`, `route KEY`, `history [LIMIT]`.
+fn parse_line(words: &[String]) -> Result<Command> {
+    let mut argv = vec!["shardy".to_owned()];
+    match words.first().map(String::as_str) {
+        Some("health") if words.len() == 2 => argv.extend([
+            "health".to_owned(),
+            "--staleness-threshold".to_owned(),
+            words[1].clone(),
+        ]),
+        Some("history") if words.len() == 2 => {
+            argv.extend(["history".to_owned(), "--limit".to_owned(), words[1].clone()])
+        }
+        _ => argv.extend(words.iter().cloned()),
+    }
+    let cli = Cli::try_parse_from(argv).map_err(|e| {
+        anyhow::anyhow!(
+            "{}",
+            e.render()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid command")
+        )
+    })?;
+    match cli.command {
+        Some(
+            c @ (Command::Get { .. }
+            | Command::Multiget { .. }
+            | Command::Info
+            | Command::Shards
+            | Command::Health { .. }
+            | Command::Route { .. }
+            | Command::History { .. }),
+        ) => Ok(c),
+        Some(other) => bail!("{} is not available here", other.op()),
+        None => bail!("empty command"),
+    }
+}
+
+/// Split a line into words: whitespace separated, with single or double quotes.
+fn words(line: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut in_word = false;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        bail!("unclosed quote");
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+fn error_record(ctx: &Ctx, op: &str, e: &anyhow::Error) {
+    let mut r = serde_json::Map::new();
+    r.insert("op".into(), json!(op));
+    r.insert("error".into(), json!(format!("{e:#}")));
+    ctx.out.record(&r, || vec![format!("error: {e:#}")]);
+}
+
+/// A step of a batch script as a command.
+fn script_step(step: &Value) -> Result<(String, Command)> {
+    let op = step
+        .get("op")
+        .and_then(Value::as_str)
+        .context("every command needs an `op`")?
+        .to_owned();
+    let s = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    let ctx_args = |words: &mut Vec<String>| {
+        if let Some(Value::Object(m)) = step.get("routing_context") {
+            for (k, v) in m {
+                words.push("--routing-context".into());
+                words.push(format!("{k}={}", s(v)));
+            }
+        }
+    };
+    let mut w = vec![op.clone()];
+    match op.as_str() {
+        "get" | "route" => {
+            w.push(s(step
+                .get("key")
+                .with_context(|| format!("{op} needs a `key`"))?));
+            ctx_args(&mut w);
+        }
+        "multiget" => {
+            let keys = step
+                .get("keys")
+                .and_then(Value::as_array)
+                .filter(|k| !k.is_empty())
+                .context("multiget needs a non-empty `keys` list")?;
+            w.extend(keys.iter().map(s));
+            ctx_args(&mut w);
+        }
+        "health" => {
+            if let Some(t) = step.get("staleness_threshold") {
+                w.push(s(t));
+            }
+        }
+        "history" => {
+            if let Some(l) = step.get("limit") {
+                w.push(s(l));
+            }
+        }
+        "info" | "shards" => {}
+        other => bail!(
+            "unknown op {other:?} (get, multiget, refresh, info, shards, route, health, history)"
+        ),
+    }
+    Ok((op, parse_line(&w)?))
+}
+
+/// `shardy exec --script FILE [--output FILE]`.
+pub(crate) async fn exec(
+    ctx: &mut Ctx,
+    script: &std::path::Path,
+    output: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(script)
+        .with_context(|| format!("reading --script {}", script.display()))?;
+    let doc: Value = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("{} is not valid YAML", script.display()))?;
+    let commands = doc
+        .get("commands")
+        .and_then(Value::as_array)
+        .with_context(|| format!("{} needs a `commands:` list", script.display()))?
+        .clone();
+    let stop = doc
+        .get("on_error")
+        .and_then(Value::as_str)
+        .is_none_or(|v| v == "stop");
+    if let Some(path) = output {
+        ctx.out.to_file(
+            std::fs::File::create(path)
+                .with_context(|| format!("creating --output {}", path.display()))?,
+        );
+    }
+    ctx.out.line_oriented();
+    let mut failed = false;
+    for step in &commands {
+        let op = step
+            .get("op")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned();
+        let result = if op == "refresh" {
+            let r = ctx.store.load_current().await.map_err(anyhow::Error::from);
+            r.map(|c| {
+                let mut m = serde_json::Map::new();
+                m.insert("op".into(), json!("refresh"));
+                m.insert("manifest_ref".into(), json!(c.map(|c| c.manifest_ref)));
+                ctx.out.record(&m, || vec!["refreshed".into()]);
+                ExitCode::SUCCESS
+            })
+        } else {
+            match script_step(step) {
+                Ok((_, cmd)) => read::run(ctx, &cmd).await,
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = result {
+            error_record(ctx, &op, &e);
+            failed = true;
+            if stop {
+                break;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The interactive session.
+pub(crate) async fn repl(ctx: &mut Ctx) -> Result<ExitCode> {
+    match read::banner(ctx).await {
+        Ok(b) => eprintln!("{b}"),
+        Err(e) => eprintln!("warning: {e:#}"),
+    }
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        eprint!("shardy> ");
+        let _ = std::io::stderr().flush();
+        line.clear();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break; // EOF
+        }
+        let w = match words(line.trim()) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("{}", json!({"op": "repl", "error": format!("{e:#}")}));
+                continue;
+            }
+        };
+        let Some(first) = w.first() else { continue };
+        match first.as_str() {
+            "quit" | "exit" => break,
+            "refresh" => {
+                ctx.manifest_ref = None;
+                ctx.offset = None;
+                eprintln!("refreshed: following _CURRENT");
+            }
+            "use" => match w.get(1).map(String::as_str) {
+                Some("--latest") => {
+                    ctx.manifest_ref = None;
+                    ctx.offset = None;
+                    eprintln!("following _CURRENT");
+                }
+                Some("--ref") if w.len() == 3 => {
+                    ctx.manifest_ref = Some(w[2].clone());
+                    ctx.offset = None;
+                    eprintln!("pinned to {}", w[2]);
+                }
+                Some("--offset") if w.len() == 3 => match w[2].parse() {
+                    Ok(n) => {
+                        ctx.offset = Some(n);
+                        ctx.manifest_ref = None;
+                        eprintln!("pinned to offset {n}");
+                    }
+                    Err(_) => eprintln!(
+                        "{}",
+                        json!({"op": "use", "error": "--offset takes a number"})
+                    ),
+                },
+                _ => eprintln!(
+                    "{}",
+                    json!({"op": "use", "error": "use --offset N | --ref REF | --latest"})
+                ),
+            },
+            _ => match parse_line(&w) {
+                Ok(cmd) => {
+                    if let Err(e) = read::run(ctx, &cmd).await {
+                        eprintln!("{}", json!({"op": cmd.op(), "error": format!("{e:#}")}));
+                    }
+                }
+                Err(e) => eprintln!("{}", json!({"op": first, "error": format!("{e:#}")})),
+            },
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_with_quotes() {
+        assert_eq!(
+            words(r#"get "a b" --routing-context 'region=eu west'"#).unwrap(),
+            ["get", "a b", "--routing-context", "region=eu west"]
+        );
+        assert!(words("get \"open").is_err());
+        assert!(words("   ").unwrap().is_empty());
+    }
+}
