@@ -164,7 +164,7 @@ pub(crate) async fn exec(
         .and_then(Value::as_str)
         .is_none_or(|v| v == "stop");
     if let Some(path) = output {
-        ctx.out.to_file(
+        ctx.out.send_to_file(
             std::fs::File::create(path)
                 .with_context(|| format!("creating --output {}", path.display()))?,
         );

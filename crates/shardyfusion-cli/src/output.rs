@@ -70,7 +70,7 @@ impl Out {
     }
 
     /// Send records to `file` instead of stdout.
-    pub(crate) fn to_file(&mut self, file: std::fs::File) {
+    pub(crate) fn send_to_file(&mut self, file: std::fs::File) {
         self.sink = Some(std::sync::Mutex::new(file));
     }
 
