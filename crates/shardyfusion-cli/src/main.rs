@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a terminal program prints
 
 mod batch;
+mod cleanup;
 mod config;
 mod output;
 mod read;
@@ -120,6 +121,9 @@ pub(crate) enum Command {
     },
     /// Build and publish a snapshot from a JSONL or CSV file.
     Write(Box<write::WriteArgs>),
+    /// Delete stale shard attempts of the current (or pinned) run; with --include-old-runs,
+    /// --older-than or --keep-last also old runs' shard data. Manifests are never deleted.
+    Cleanup(cleanup::CleanupArgs),
     /// Run a YAML batch script (`commands:` list, optional `on_error: stop|continue`).
     Exec {
         /// The script.
@@ -144,6 +148,7 @@ impl Command {
             Command::Rollback { .. } => "rollback",
             Command::Write(_) => "write",
             Command::Exec { .. } => "exec",
+            Command::Cleanup(_) => "cleanup",
         }
     }
 }
@@ -345,6 +350,10 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Write(args)) => {
             let ctx = build_ctx(cli, args.prefix.as_deref())?;
             rt.block_on(write::run(&ctx, args))
+        }
+        Some(Command::Cleanup(args)) => {
+            let ctx = build_ctx(cli, None)?;
+            rt.block_on(cleanup::run(&ctx, args))
         }
         Some(Command::Exec { script, output }) => {
             let mut ctx = build_ctx(cli, None)?;

@@ -452,7 +452,8 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
         Command::History { .. }
         | Command::Rollback { .. }
         | Command::Write(_)
-        | Command::Exec { .. } => ExitCode::SUCCESS,
+        | Command::Exec { .. }
+        | Command::Cleanup(_) => ExitCode::SUCCESS,
     };
     reader.close();
     Ok(code)

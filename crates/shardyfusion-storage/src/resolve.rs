@@ -218,7 +218,7 @@ impl StorageResolver {
             (None, PrefixUrl::S3 { bucket, .. }) => Arc::new(self.build_s3(bucket)?),
             (None, PrefixUrl::Memory { name, .. }) => memory_store(name),
             (None, PrefixUrl::File { .. } | PrefixUrl::LocalPath { .. }) => {
-                Arc::new(LocalFileSystem::new())
+                Arc::new(LocalFileSystem::new().with_automatic_cleanup(true))
             }
         };
         let store = match &self.inner.wrap {

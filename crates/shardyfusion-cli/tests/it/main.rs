@@ -679,3 +679,90 @@ fn exec_scripts_and_the_repl() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn cleanup_stale_attempts_and_old_runs() {
+    let dir = scratch("cleanup");
+    let input = jsonl(&dir, 40);
+    let prefix = dir.join("snap");
+    let current = format!("{}/_CURRENT", prefix.display());
+    let w1 = ok_json(
+        shardy()
+            .args([
+                "write",
+                "--no-progress",
+                "--key-col",
+                "id",
+                "--value-col",
+                "name",
+                "--num-dbs",
+                "2",
+                "--input",
+            ])
+            .arg(&input)
+            .arg("--prefix")
+            .arg(&prefix),
+    );
+    let w2 = ok_json(
+        shardy()
+            .args([
+                "write",
+                "--no-progress",
+                "--key-col",
+                "id",
+                "--value-col",
+                "name",
+                "--num-dbs",
+                "2",
+                "--input",
+            ])
+            .arg(&input)
+            .arg("--prefix")
+            .arg(&prefix),
+    );
+    // A leftover failed attempt of the current run.
+    let stale = prefix.join(format!(
+        "shards/run_id={}/db=00000/attempt=01",
+        w2["run_id"].as_str().unwrap()
+    ));
+    std::fs::create_dir_all(stale.join("compacted")).unwrap();
+    std::fs::write(stale.join("compacted/x.sst"), b"junk").unwrap();
+
+    let dry = ok_json(shardy().args(["--current-url", &current, "cleanup", "--dry-run"]));
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["stale_attempts"].as_array().unwrap().len(), 1);
+    assert!(
+        stale.join("compacted/x.sst").exists(),
+        "dry run deletes nothing"
+    );
+
+    let done = ok_json(shardy().args(["--current-url", &current, "cleanup", "--keep-last", "1"]));
+    assert_eq!(done["stale_attempts"][0]["objects_deleted"], 1);
+    assert_eq!(done["old_runs"].as_array().unwrap().len(), 1);
+    assert_eq!(done["old_runs"][0]["run_id"], w1["run_id"]);
+    assert!(!stale.join("compacted/x.sst").exists());
+    assert!(
+        !prefix
+            .join(format!("shards/run_id={}", w1["run_id"].as_str().unwrap()))
+            .join("db=00000")
+            .exists()
+    );
+    // The current snapshot still reads; manifests are kept.
+    assert_eq!(
+        ok_json(shardy().args(["--current-url", &current, "get", "5"]))["found"],
+        true
+    );
+    assert_eq!(
+        ok_json(shardy().args(["--current-url", &current, "history"]))["manifests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let e = err_json(
+        shardy().args(["--current-url", &current, "cleanup", "--older-than", "3w"]),
+        1,
+    );
+    assert!(e["error"].as_str().unwrap().contains("--older-than"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
