@@ -119,7 +119,7 @@ pub(crate) enum Command {
         #[arg(long)]
         run_id: Option<String>,
     },
-    /// Build and publish a snapshot from a JSONL or CSV file.
+    /// Build and publish a snapshot from a JSONL, CSV or Parquet file.
     Write(Box<write::WriteArgs>),
     /// Delete stale shard attempts of the current (or pinned) run; with --include-old-runs,
     /// --older-than or --keep-last also old runs' shard data. Manifests are never deleted.

@@ -23,7 +23,7 @@ pub(crate) struct WriteArgs {
     /// Input file, or `-` for stdin.
     #[arg(long)]
     input: String,
-    /// `jsonl` or `csv` (default: from the file extension).
+    /// `jsonl`, `csv` or `parquet` (default: from the file extension).
     #[arg(long)]
     input_format: Option<String>,
     /// Where the snapshot goes: s3://, file://, memory:// or a filesystem path (else derived from
@@ -112,12 +112,16 @@ fn read_rows(args: &WriteArgs) -> Result<Vec<Map<String, Value>>> {
         (Some(f), _) => f.clone(),
         (None, Some("jsonl" | "ndjson" | "json")) => "jsonl".to_owned(),
         (None, Some("csv")) => "csv".to_owned(),
+        (None, Some("parquet" | "pq")) => "parquet".to_owned(),
         (None, _) if args.input == "-" => bail!("--input - needs --input-format jsonl|csv"),
         (None, _) => bail!(
             "cannot tell the format of {:?} from its extension: pass --input-format jsonl|csv",
             args.input
         ),
     };
+    if format == "parquet" {
+        return read_parquet(args);
+    }
     let mut text = String::new();
     if args.input == "-" {
         std::io::stdin().read_to_string(&mut text)?;
@@ -156,9 +160,41 @@ fn read_rows(args: &WriteArgs) -> Result<Vec<Map<String, Value>>> {
                 })
                 .collect()
         }
-        "parquet" => bail!("parquet input is not supported yet: convert to JSONL or CSV"),
         other => bail!("--input-format must be jsonl or csv, got {other:?}"),
     }
+}
+
+/// Parquet rows as JSON objects (through the arrow reader).
+fn read_parquet(args: &WriteArgs) -> Result<Vec<Map<String, Value>>> {
+    if args.input == "-" {
+        bail!("parquet input must be a file, not stdin");
+    }
+    let file = std::fs::File::open(&args.input)
+        .with_context(|| format!("opening --input {}", args.input))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{} is not a readable Parquet file", args.input))?
+        .build()?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        let schema = batch.schema();
+        for r in 0..batch.num_rows() {
+            rows.push(
+                schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| {
+                        (
+                            f.name().clone(),
+                            shardyfusion::writer::json_at(batch.column(i), r),
+                        )
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(rows)
 }
 
 fn key_of(row: &Map<String, Value>, col: &str, enc: KeyEncoding, line: usize) -> Result<Key> {
@@ -259,6 +295,35 @@ fn sharding(args: &WriteArgs) -> Result<Option<ShardingSpec>> {
     Ok(Some(spec))
 }
 
+/// A progress bar fed by the writer's metric events (rows written, shards done).
+struct Progress {
+    bar: indicatif::ProgressBar,
+    shards_done: std::sync::atomic::AtomicU64,
+}
+
+impl shardyfusion::MetricsCollector for Progress {
+    fn emit(&self, event: shardyfusion::MetricEvent, payload: &shardyfusion::metrics::Payload<'_>) {
+        use shardyfusion::MetricEvent as E;
+        let field = |name: &str| {
+            payload
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, v)| v.as_f64())
+        };
+        match event {
+            E::WriteBatchWritten => self.bar.inc(field("batch_size").unwrap_or(0.0) as u64),
+            E::WriteShardCompleted => {
+                let done = self
+                    .shards_done
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1;
+                self.bar.set_message(format!("{done} shards done"));
+            }
+            _ => {}
+        }
+    }
+}
+
 pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
     let prefix = ctx
         .prefix
@@ -306,6 +371,24 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
         }
         b = b.custom_manifest_fields(Value::Object(m));
     }
+    let rows = read_rows(args)?;
+    let progress = if !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = indicatif::ProgressBar::new(rows.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} rows [{elapsed_precise}] {per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let p = std::sync::Arc::new(Progress {
+            bar,
+            shards_done: Default::default(),
+        });
+        b = b.metrics_collector(p.clone());
+        Some(p)
+    } else {
+        None
+    };
     let config = b.build()?;
     let mut ob = WriteOptions::builder()
         .parallel(args.parallel)
@@ -318,8 +401,7 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
     }
     let options = ob.build()?;
 
-    let rows = read_rows(args)?;
-    if !args.no_progress {
+    if !args.no_progress && progress.is_none() {
         eprintln!("shardy write: {} rows read from {}", rows.len(), args.input);
     }
     // Extract keys, values and routing contexts up front so errors name the row.
@@ -383,6 +465,9 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
             .write(&prepared, |r| r.0.clone(), |r| r.1.clone(), &options)
             .await?
     };
+    if let Some(p) = &progress {
+        p.bar.finish_and_clear();
+    }
     let d = result.stats.durations;
     let record: Map<String, Value> = [
         ("op", json!("write")),

@@ -766,3 +766,58 @@ fn cleanup_stale_attempts_and_old_runs() {
     assert!(e["error"].as_str().unwrap().contains("--older-than"), "{e}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn parquet_input() {
+    use std::sync::Arc;
+    let dir = scratch("parquet");
+    let ids: arrow_array::ArrayRef = Arc::new(arrow_array::Int64Array::from(vec![10, 20, 30]));
+    let names: arrow_array::ArrayRef = Arc::new(arrow_array::StringArray::from(vec![
+        "ten", "twenty", "thirty",
+    ]));
+    let batch = arrow_array::RecordBatch::try_from_iter([("id", ids), ("name", names)]).unwrap();
+    let path = dir.join("rows.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let prefix = dir.join("snap");
+    let r = ok_json(
+        shardy()
+            .args([
+                "write",
+                "--no-progress",
+                "--key-col",
+                "id",
+                "--value-json-cols",
+                "name",
+                "--num-dbs",
+                "2",
+                "--input",
+            ])
+            .arg(&path)
+            .arg("--prefix")
+            .arg(&prefix),
+    );
+    assert_eq!(r["rows_written"], 3);
+    let g = ok_json(shardy().args([
+        "--current-url",
+        &format!("{}/_CURRENT", prefix.display()),
+        "--output-format",
+        "json",
+        "get",
+        "20",
+    ]));
+    use base64::Engine as _;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(g["value"].as_str().unwrap())
+            .unwrap(),
+        br#"{"name":"twenty"}"#
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
