@@ -821,3 +821,90 @@ fn parquet_input() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The PostgreSQL manifest store chosen by `reader.toml` and `SHARDY_MANIFEST_DSN`.
+#[test]
+fn postgres_manifest_store_from_config() {
+    let Ok(dsn) = std::env::var("DATABASE_URL") else {
+        let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+            || std::env::var("SHARDYFUSION_IT").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "DATABASE_URL is not set: run the tests through `cargo xtask it`"
+        );
+        return;
+    };
+    let dir = scratch("pg");
+    let input = jsonl(&dir, 30);
+    let table = format!("shardy_cli_{}", std::process::id());
+    let cfg = dir.join("reader.toml");
+    std::fs::write(
+        &cfg,
+        format!("[manifest_store]\nbackend = \"postgres\"\ntable_name = \"{table}\"\n"),
+    )
+    .unwrap();
+    let prefix = dir.join("snap");
+    let w = ok_json(
+        shardy()
+            .env("SHARDY_MANIFEST_DSN", &dsn)
+            .arg("--config")
+            .arg(&cfg)
+            .args([
+                "write",
+                "--no-progress",
+                "--key-col",
+                "id",
+                "--value-col",
+                "name",
+                "--num-dbs",
+                "3",
+                "--input",
+            ])
+            .arg(&input)
+            .arg("--prefix")
+            .arg(&prefix),
+    );
+    let info = ok_json(
+        shardy()
+            .env("SHARDY_MANIFEST_DSN", &dsn)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("info"),
+    );
+    assert_eq!(info["run_id"], w["run_id"]);
+    assert_eq!(
+        info["manifest_ref"], w["run_id"],
+        "database stores use the run id as the ref"
+    );
+    let g = ok_json(
+        shardy()
+            .env("SHARDY_MANIFEST_DSN", &dsn)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["get", "4"]),
+    );
+    assert_eq!(g["found"], true);
+    let e = err_json(
+        shardy()
+            .env_remove("SHARDY_MANIFEST_DSN")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("info"),
+        1,
+    );
+    assert!(
+        e["error"].as_str().unwrap().contains("SHARDY_MANIFEST_DSN"),
+        "{e}"
+    );
+    let mut c = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
+    c.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table}_shards; DROP TABLE IF EXISTS {table}_builds"
+    ))
+    .unwrap();
+    c.execute(
+        "DELETE FROM shardyfusion_pointer WHERE manifest_ref = $1",
+        &[&w["run_id"].as_str().unwrap()],
+    )
+    .unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
