@@ -306,3 +306,45 @@ pub async fn unavailable_backend(target: &dyn ConformanceTarget) {
         .unwrap_err();
     assert!(err.is_retryable(), "unavailable publish: {err}");
 }
+
+/// A name unique on this machine (process id, time, counter), for test prefixes and tables.
+pub fn unique_name(name: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{name}-{}-{}-{}",
+        std::process::id(),
+        Timestamp::now().unix_micros(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Whether server-backed tests must run (`CI=true` or `SHARDYFUSION_IT=1`, as set by
+/// `cargo xtask it`): then a missing server fails the test instead of skipping it.
+pub fn servers_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("SHARDYFUSION_IT").is_ok_and(|v| v == "1")
+}
+
+/// The value of a server variable exported by `cargo xtask it`, or `None` outside it; panics
+/// when servers are required and it is missing.
+pub fn server_env(var: &str) -> Option<String> {
+    let v = std::env::var(var).ok().filter(|s| !s.is_empty());
+    if v.is_none() {
+        assert!(
+            !servers_required(),
+            "{var} is not set: run the tests through `cargo xtask it`"
+        );
+        eprintln!("{var} not set; this server-backed check did not run (use `cargo xtask it`)");
+    }
+    v
+}
+
+/// The S3-compatible server of `cargo xtask it`: `(endpoint, bucket)`.
+pub fn s3_test_server() -> Option<(String, String)> {
+    let endpoint = server_env("SHARDYFUSION_S3_ENDPOINT")?;
+    Some((
+        endpoint,
+        std::env::var("SHARDYFUSION_S3_BUCKET").unwrap_or_else(|_| "shardyfusion-it".to_owned()),
+    ))
+}

@@ -1,6 +1,8 @@
 //! The SQLite-file store.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +24,29 @@ pub struct SqliteManifestStore {
     path: PathBuf,
     table_name: String,
     pointer_table_name: String,
+    /// Set once the file is in WAL mode with the tables created (both persist in the file).
+    initialized: Arc<AtomicBool>,
+}
+
+/// Retry an operation that fails with `SQLITE_BUSY`/`SQLITE_LOCKED`: switching a new file to WAL
+/// and creating tables take locks that the busy timeout does not always cover when several
+/// connections initialize the same file at once.
+fn retry_busy<T>(mut op: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let mut tries = 0;
+    loop {
+        match op() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && tries < 200 =>
+            {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn db_err(path: &Path, what: &str, e: rusqlite::Error) -> Error {
@@ -42,6 +67,7 @@ impl SqliteManifestStore {
             path: path.as_ref().to_path_buf(),
             table_name: "shardyfusion_manifests".to_owned(),
             pointer_table_name: "shardyfusion_pointer".to_owned(),
+            initialized: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -62,6 +88,7 @@ impl SqliteManifestStore {
         }
         self.table_name = table_name.to_owned();
         self.pointer_table_name = pointer_table_name.to_owned();
+        self.initialized = Arc::new(AtomicBool::new(false));
         Ok(self)
     }
 
@@ -82,10 +109,11 @@ impl SqliteManifestStore {
         let conn = Connection::open(&self.path).map_err(|e| db_err(&self.path, "open", e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| db_err(&self.path, "busy_timeout", e))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| db_err(&self.path, "journal_mode", e))?;
+        if self.initialized.load(Ordering::Acquire) {
+            return Ok(conn);
+        }
         let (b, s, p) = self.names();
-        conn.execute_batch(&format!(
+        let ddl = format!(
             "CREATE TABLE IF NOT EXISTS {b} (
   run_id           TEXT PRIMARY KEY,
   created_at       TEXT NOT NULL,
@@ -117,8 +145,16 @@ CREATE TABLE IF NOT EXISTS {p} (
   manifest_ref  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_{p}_updated_at ON {p} (updated_at DESC);"
-        ))
-        .map_err(|e| db_err(&self.path, "create tables", e))?;
+        );
+        retry_busy(|| {
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+            }
+            conn.execute_batch(&ddl)
+        })
+        .map_err(|e| db_err(&self.path, "initializing the database", e))?;
+        self.initialized.store(true, Ordering::Release);
         Ok(conn)
     }
 

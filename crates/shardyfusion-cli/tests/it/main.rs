@@ -37,6 +37,27 @@ fn jsonl(dir: &Path, n: usize) -> PathBuf {
     path
 }
 
+/// `shardy write` of a JSONL file with `--value-col` into `num_dbs` shards; the result record.
+fn write_jsonl(input: &Path, prefix: &Path, value_col: &str, num_dbs: u32) -> Value {
+    ok_json(
+        shardy()
+            .args([
+                "write",
+                "--no-progress",
+                "--key-col",
+                "id",
+                "--value-col",
+                value_col,
+                "--num-dbs",
+                &num_dbs.to_string(),
+                "--input",
+            ])
+            .arg(input)
+            .arg("--prefix")
+            .arg(prefix),
+    )
+}
+
 /// Run, expect success, parse stdout as one JSON line.
 fn ok_json(c: &mut Command) -> Value {
     let out = c.output().unwrap();
@@ -208,23 +229,7 @@ fn write_then_every_read_command() {
     );
 
     // A second publish, then history, pinning and rollback.
-    let w2 = ok_json(
-        shardy()
-            .args([
-                "write",
-                "--no-progress",
-                "--key-col",
-                "id",
-                "--value-col",
-                "name",
-                "--num-dbs",
-                "2",
-                "--input",
-            ])
-            .arg(&input)
-            .arg("--prefix")
-            .arg(&prefix),
-    );
+    let w2 = write_jsonl(&input, &prefix, "name", 2);
     let h = ok_json(shardy().args(["--current-url", &current, "history"]));
     let manifests = h["manifests"].as_array().unwrap();
     assert_eq!(manifests.len(), 2);
@@ -415,23 +420,7 @@ fn errors_are_one_clear_line() {
     // A key that does not fit the encoding.
     let input = jsonl(&dir, 10);
     let prefix = dir.join("snap");
-    ok_json(
-        shardy()
-            .args([
-                "write",
-                "--no-progress",
-                "--key-col",
-                "id",
-                "--value-col",
-                "name",
-                "--num-dbs",
-                "2",
-                "--input",
-            ])
-            .arg(&input)
-            .arg("--prefix")
-            .arg(&prefix),
-    );
+    write_jsonl(&input, &prefix, "name", 2);
     let e = err_json(
         shardy().args([
             "--current-url",
@@ -536,40 +525,8 @@ fn exec_scripts_and_the_repl() {
     let input = jsonl(&dir, 50);
     let prefix = dir.join("snap");
     let current = format!("{}/_CURRENT", prefix.display());
-    let w1 = ok_json(
-        shardy()
-            .args([
-                "write",
-                "--no-progress",
-                "--key-col",
-                "id",
-                "--value-col",
-                "name",
-                "--num-dbs",
-                "2",
-                "--input",
-            ])
-            .arg(&input)
-            .arg("--prefix")
-            .arg(&prefix),
-    );
-    let w2 = ok_json(
-        shardy()
-            .args([
-                "write",
-                "--no-progress",
-                "--key-col",
-                "id",
-                "--value-col",
-                "region",
-                "--num-dbs",
-                "3",
-                "--input",
-            ])
-            .arg(&input)
-            .arg("--prefix")
-            .arg(&prefix),
-    );
+    let w1 = write_jsonl(&input, &prefix, "name", 2);
+    let w2 = write_jsonl(&input, &prefix, "region", 3);
 
     // A batch script: one record per command, errors in the same stream; on_error continue.
     let script = dir.join("script.yaml");
@@ -686,40 +643,8 @@ fn cleanup_stale_attempts_and_old_runs() {
     let input = jsonl(&dir, 40);
     let prefix = dir.join("snap");
     let current = format!("{}/_CURRENT", prefix.display());
-    let w1 = ok_json(
-        shardy()
-            .args([
-                "write",
-                "--no-progress",
-                "--key-col",
-                "id",
-                "--value-col",
-                "name",
-                "--num-dbs",
-                "2",
-                "--input",
-            ])
-            .arg(&input)
-            .arg("--prefix")
-            .arg(&prefix),
-    );
-    let w2 = ok_json(
-        shardy()
-            .args([
-                "write",
-                "--no-progress",
-                "--key-col",
-                "id",
-                "--value-col",
-                "name",
-                "--num-dbs",
-                "2",
-                "--input",
-            ])
-            .arg(&input)
-            .arg("--prefix")
-            .arg(&prefix),
-    );
+    let w1 = write_jsonl(&input, &prefix, "name", 2);
+    let w2 = write_jsonl(&input, &prefix, "name", 2);
     // A leftover failed attempt of the current run.
     let stale = prefix.join(format!(
         "shards/run_id={}/db=00000/attempt=01",
@@ -825,13 +750,7 @@ fn parquet_input() {
 /// The PostgreSQL manifest store chosen by `reader.toml` and `SHARDY_MANIFEST_DSN`.
 #[test]
 fn postgres_manifest_store_from_config() {
-    let Ok(dsn) = std::env::var("DATABASE_URL") else {
-        let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-            || std::env::var("SHARDYFUSION_IT").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "DATABASE_URL is not set: run the tests through `cargo xtask it`"
-        );
+    let Some(dsn) = shardyfusion_store_conformance::server_env("DATABASE_URL") else {
         return;
     };
     let dir = scratch("pg");

@@ -13,16 +13,7 @@ use shardyfusion_storage::StorageResolver;
 use shardyfusion_store_s3::ObjectStoreManifestStore;
 use shardyfusion_writer::{BuildResult, ShardedWriter};
 
-pub(crate) fn unique(name: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{name}-{}-{}-{}",
-        std::process::id(),
-        shardyfusion_core::Timestamp::now().unix_micros(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+pub(crate) use shardyfusion_store_conformance::unique_name as unique;
 
 pub(crate) fn store_for(prefix: &str, resolver: &StorageResolver) -> Arc<dyn ManifestStore> {
     Arc::new(ObjectStoreManifestStore::new(prefix, resolver.clone()).unwrap())

@@ -11,21 +11,9 @@ use shardyfusion_core::{ErrorKind, ManifestStore, NoopPublishObserver};
 use shardyfusion_store_conformance::{ConformanceTarget, run_all, sample_snapshot};
 use shardyfusion_store_postgres::{PostgresManifestStore, PostgresOptions};
 
-/// The server from `cargo xtask it`. Under `CI=true` or `SHARDYFUSION_IT=1` a missing one fails.
+/// The server from `cargo xtask it`.
 fn database_url() -> Option<String> {
-    match std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()) {
-        Some(u) => Some(u),
-        None => {
-            let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-                || std::env::var("SHARDYFUSION_IT").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "DATABASE_URL is not set: run the tests through `cargo xtask it`"
-            );
-            eprintln!("DATABASE_URL not set; PostgreSQL checks not run. Use `cargo xtask it`.");
-            None
-        }
-    }
+    shardyfusion_store_conformance::server_env("DATABASE_URL")
 }
 
 fn table_base() -> String {

@@ -15,16 +15,9 @@ use shardyfusion_store_s3::ObjectStoreManifestStore;
 use slatedb::config::DbReaderOptions;
 use slatedb::{DbReader, DbReaderMode};
 
-pub(crate) fn unique(name: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{name}-{}-{}-{}",
-        std::process::id(),
-        shardyfusion_core::Timestamp::now().unix_micros(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+pub(crate) use shardyfusion_store_conformance::{
+    s3_test_server as s3_server, unique_name as unique,
+};
 
 pub(crate) fn store_for(prefix: &str, resolver: &StorageResolver) -> Arc<dyn ManifestStore> {
     Arc::new(ObjectStoreManifestStore::new(prefix, resolver.clone()).unwrap())
@@ -75,23 +68,4 @@ impl Shards {
             r.close().await.unwrap();
         }
     }
-}
-
-/// The S3-compatible server of `cargo xtask it` (see the store-s3 tests for the rules).
-pub(crate) fn s3_server() -> Option<(String, String)> {
-    let endpoint = std::env::var("SHARDYFUSION_S3_ENDPOINT")
-        .ok()
-        .filter(|s| !s.is_empty());
-    let bucket =
-        std::env::var("SHARDYFUSION_S3_BUCKET").unwrap_or_else(|_| "shardyfusion-it".to_owned());
-    if endpoint.is_none() {
-        let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-            || std::env::var("SHARDYFUSION_IT").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "SHARDYFUSION_S3_ENDPOINT is not set: run the tests through `cargo xtask it`"
-        );
-        eprintln!("S3 server not configured; S3 round trip not run. Use `cargo xtask it`.");
-    }
-    endpoint.map(|e| (e, bucket))
 }

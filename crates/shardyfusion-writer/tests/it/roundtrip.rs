@@ -448,24 +448,9 @@ async fn rate_limits_hold_and_do_not_hang() {
     assert!(metrics.count(MetricEvent::RateLimiterThrottled) >= 1);
 }
 
-/// The Python SlateDB binding (0.13.1) from `cargo xtask it`. Under `CI=true` or
-/// `SHARDYFUSION_IT=1` a missing one fails the test.
+/// The Python SlateDB binding (0.13.1) from `cargo xtask it`.
 fn python() -> Option<String> {
-    let py = std::env::var("SHARDYFUSION_PYTHON")
-        .ok()
-        .filter(|s| !s.is_empty());
-    if py.is_none() {
-        let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-            || std::env::var("SHARDYFUSION_IT").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "SHARDYFUSION_PYTHON is not set: run the tests through `cargo xtask it`"
-        );
-        eprintln!(
-            "SHARDYFUSION_PYTHON not set; the cross-language check did not run. Use `cargo xtask it`."
-        );
-    }
-    py
+    shardyfusion_store_conformance::server_env("SHARDYFUSION_PYTHON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
