@@ -98,18 +98,21 @@ fn threads_read_while_another_refreshes() {
 #[test]
 fn admission_control_times_out_with_pool_exhausted() {
     // A rate limiter that holds each read for 400 ms keeps the only slot busy.
-    struct Slow;
+    /// Holds each read (and so the only slot) for 400 ms, and says when it has started.
+    struct Slow(Arc<AtomicBool>);
     #[async_trait::async_trait]
     impl shardyfusion_reader_async::ReadRateLimiter for Slow {
         async fn acquire(&self, _n: u64) {
+            self.0.store(true, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(400)).await;
         }
     }
+    let entered = Arc::new(AtomicBool::new(false));
     let (store2, _) = setup("pool2");
     let slow = Arc::new(
         ConcurrentShardedReader::open(
             store2,
-            ReaderOptions::default().with_rate_limiter(Arc::new(Slow)),
+            ReaderOptions::default().with_rate_limiter(Arc::new(Slow(entered.clone()))),
             ConcurrentOptions::default()
                 .with_thread_safety(ThreadSafety::Pool)
                 .with_max_in_flight(1)
@@ -119,7 +122,9 @@ fn admission_control_times_out_with_pool_exhausted() {
     );
     let s2 = slow.clone();
     let holder = std::thread::spawn(move || s2.get(KeyRef::Int(1)).unwrap());
-    std::thread::sleep(Duration::from_millis(100));
+    while !entered.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let err = slow.get(KeyRef::Int(2)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PoolExhausted);
     assert!(err.is_retryable());
