@@ -7,64 +7,38 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::cargo;
-
-/// One generated file: where it goes and the cargo arguments that print it.
+/// One generated file: where it goes and the workspace artifact (under `target/debug`) that
+/// prints it, with its arguments.
 struct Generated {
     path: &'static str,
+    program: &'static str,
     args: &'static [&'static str],
 }
 
 const GENERATED: &[Generated] = &[
     Generated {
         path: "docs/reference/errors.md",
-        args: &[
-            "run",
-            "--quiet",
-            "--locked",
-            "-p",
-            "shardyfusion-core",
-            "--example",
-            "reference",
-            "--",
-            "errors",
-        ],
+        program: "examples/reference",
+        args: &["errors"],
     },
     Generated {
         path: "docs/reference/metrics.md",
-        args: &[
-            "run",
-            "--quiet",
-            "--locked",
-            "-p",
-            "shardyfusion-core",
-            "--example",
-            "reference",
-            "--",
-            "metrics",
-        ],
+        program: "examples/reference",
+        args: &["metrics"],
     },
     Generated {
         path: "docs/reference/cli.md",
-        args: &[
-            "run",
-            "--quiet",
-            "--locked",
-            "-p",
-            "shardyfusion-cli",
-            "--bin",
-            "shardy",
-            "--",
-            "__reference",
-        ],
+        program: "shardy",
+        args: &["__reference"],
     },
 ];
 
 /// Write every generated file, or with `check` fail when any is stale.
 pub(crate) fn run(root: &Path, check: bool) -> Result<()> {
+    crate::build_artifacts()?;
     let mut stale = Vec::new();
     for g in GENERATED {
-        let out = cargo()
+        let out = std::process::Command::new(root.join("target/debug").join(g.program))
             .args(g.args)
             .current_dir(root)
             .output()
