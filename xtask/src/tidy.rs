@@ -201,6 +201,32 @@ fn check_file(rel: &str, text: &str, problems: &mut Vec<String>) {
             }
         }
     }
+    // Writers and readers take `Arc<dyn ManifestStore>`; they never name a concrete store.
+    let engine = [
+        "crates/shardyfusion-writer/src",
+        "crates/shardyfusion-reader-async/src",
+        "crates/shardyfusion-reader/src",
+    ];
+    if engine.iter().any(|p| rel.starts_with(p)) {
+        for (i, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue; // docs may show how callers wire a store in
+            }
+            for ty in [
+                "ObjectStoreManifestStore",
+                "PostgresManifestStore",
+                "SqliteManifestStore",
+                "InMemoryManifestStore",
+            ] {
+                if line.contains(ty) {
+                    problems.push(format!(
+                        "{rel}:{}: writers and readers must not name the concrete store {ty}",
+                        i + 1
+                    ));
+                }
+            }
+        }
+    }
     if rel.starts_with("crates/shardyfusion-core/src") {
         for (i, line) in text.lines().enumerate() {
             for io in ["std::fs", "std::net", "std::process", "tokio::"] {

@@ -100,7 +100,7 @@ impl ShardedWriter {
         let store = config.manifest_store().cloned().ok_or_else(|| {
             Error::config(
                 "no manifest store configured: pass WriteConfig::builder(..).manifest_store(..), e.g. an \
-                 ObjectStoreManifestStore on the same prefix (the shardyfusion facade does this by default)",
+                 object-store manifest store on the same prefix (shardyfusion::manifest_store_for_prefix)",
             )
         })?;
         let resolver = resolver_for(&config);
