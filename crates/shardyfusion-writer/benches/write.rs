@@ -58,7 +58,7 @@ async fn writer(data: &[(u64, Vec<u8>)], dir: &str, opts: WriteOptions, slate: S
         .unwrap()
         .with_run_registry(false)
         .with_slatedb_options(slate)
-        .write(data, |r| Key::Int(r.0 as i64), |r| r.1.clone(), &opts)
+        .write(data, |r| Key::Int(r.0 as i64), |r| r.1.as_slice(), &opts)
         .await
         .unwrap();
     assert_eq!(r.stats.rows_written, data.len() as u64);

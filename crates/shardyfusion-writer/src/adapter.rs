@@ -11,11 +11,13 @@ use shardyfusion_storage::StorageResolver;
 use slatedb::config::{CloseOptions, FlushOptions, FlushType, Settings, WriteOptions};
 use slatedb::{Db, WriteBatch};
 
+use crate::batch::KvBatch;
+
 /// One shard attempt's database.
 #[async_trait]
 pub trait ShardAdapter: Send {
     /// Write all pairs atomically as one batch (owned, so adapters can avoid copying).
-    async fn write_batch(&mut self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>;
+    async fn write_batch(&mut self, batch: KvBatch) -> Result<()>;
     /// Make everything written so far durable.
     async fn flush(&mut self) -> Result<()>;
     /// Finish the database (SlateDB: nothing to do).
@@ -193,17 +195,15 @@ impl SlateDbAdapter {
 
 #[async_trait]
 impl ShardAdapter for SlateDbAdapter {
-    async fn write_batch(&mut self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+    async fn write_batch(&mut self, pairs: KvBatch) -> Result<()> {
         let rows = pairs.len();
         let mut pairs = pairs;
         // Key-ordered inserts are markedly cheaper for SlateDB's skiplist memtable.
-        if !pairs.is_sorted_by(|a, b| a.0 <= b.0) {
-            pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        }
+        pairs.sort();
         let mut batch = WriteBatch::new();
-        for (k, v) in pairs {
-            // Vec -> Bytes takes ownership without copying.
-            batch.put_bytes(bytes::Bytes::from(k), bytes::Bytes::from(v));
+        // Every key and value is a slice of the batch's one buffer: no copy, no allocation.
+        for (k, v) in pairs.into_shared() {
+            batch.put_bytes(k, v);
         }
         let db = self.db()?.clone();
         let what = format!("writing a batch of {rows} rows to {}", self.url);

@@ -44,6 +44,7 @@
 #![deny(missing_docs)]
 
 mod adapter;
+mod batch;
 mod input;
 mod ratelimit;
 mod registry;
@@ -53,6 +54,7 @@ mod single;
 mod writer;
 
 pub use adapter::{AdapterFactory, ShardAdapter, SlateDbAdapter, SlateDbFactory, SlateDbOptions};
+pub use batch::KvBatch;
 pub use input::{ValueFn, ValueSpec, json_at, key_at};
 pub use ratelimit::{LimiterType, TokenBucket};
 pub use result::{BuildDurations, BuildResult, BuildStats, ShardResult};

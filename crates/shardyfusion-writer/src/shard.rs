@@ -13,8 +13,7 @@ use shardyfusion_core::{
 use crate::adapter::{AdapterFactory, ShardAdapter};
 use crate::ratelimit::{LimiterType, TokenBucket};
 
-/// Encoded key/value pairs of one write batch.
-pub(crate) type Batch = Vec<(Vec<u8>, Vec<u8>)>;
+pub(crate) use crate::batch::KvBatch as Batch;
 
 /// Everything a shard needs that is shared by the whole write.
 #[derive(Clone)]
@@ -151,7 +150,7 @@ impl SpoolWriter {
     }
 
     pub(crate) fn append(&mut self, batch: &Batch) -> Result<()> {
-        for (k, v) in batch {
+        for (k, v) in batch.iter() {
             let r = self
                 .out
                 .write_all(&(k.len() as u64).to_le_bytes())
@@ -184,8 +183,9 @@ impl SpoolReader {
     }
 
     fn next_batch(&mut self, max: usize) -> Result<Batch> {
-        let mut batch = Vec::with_capacity(max.min(65_536));
+        let mut batch = Batch::with_capacity(max.min(65_536), 0);
         let mut lens = [0u8; 16];
+        let (mut k, mut v) = (Vec::new(), Vec::new());
         while batch.len() < max {
             match self.input.read_exact(&mut lens) {
                 Ok(()) => {}
@@ -195,13 +195,13 @@ impl SpoolReader {
             let (kl, vl) = lens.split_at(8);
             let kl = u64::from_le_bytes(kl.try_into().unwrap_or_default()) as usize;
             let vl = u64::from_le_bytes(vl.try_into().unwrap_or_default()) as usize;
-            let mut k = vec![0; kl];
-            let mut v = vec![0; vl];
+            k.resize(kl, 0);
+            v.resize(vl, 0);
             self.input
                 .read_exact(&mut k)
                 .and_then(|()| self.input.read_exact(&mut v))
                 .map_err(|e| spool_err(&self.path, e))?;
-            batch.push((k, v));
+            batch.push(&k, &v);
         }
         Ok(batch)
     }
@@ -282,8 +282,7 @@ impl ShardSink {
             b.acquire(batch.len() as f64).await;
         }
         if let Some(b) = &self.bytes {
-            b.acquire(batch.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() as f64)
-                .await;
+            b.acquire(batch.bytes() as f64).await;
         }
         let start = Instant::now();
         let rows = batch.len();

@@ -19,10 +19,11 @@ use crate::registry::RunRegistry;
 use crate::result::{BuildDurations, BuildResult, BuildStats};
 use crate::shard::{Batch, ShardCtx, ShardResult, ShardSink, SpoolWriter};
 
-/// One routed-and-extracted input row.
-pub(crate) struct Row {
+/// One routed-and-extracted input row; the value is anything that views as bytes (an owned
+/// `Vec<u8>`, or a slice borrowed from the record, which saves a copy per row).
+pub(crate) struct Row<V = Vec<u8>> {
     pub(crate) key: Key,
-    pub(crate) value: Vec<u8>,
+    pub(crate) value: V,
     pub(crate) ctx: Option<RoutingContext>,
 }
 
@@ -34,7 +35,7 @@ enum Router {
 }
 
 impl Router {
-    fn route(&self, row: &Row) -> Result<u32> {
+    fn route<V>(&self, row: &Row<V>) -> Result<u32> {
         match self {
             Router::Hash(h) => Ok(h.db_id(row.key.as_key_ref())),
             #[cfg(feature = "cel")]
@@ -155,7 +156,11 @@ impl ShardedWriter {
     }
 
     /// Write records with key and value extractors (HASH, or key-only CEL).
-    pub async fn write<I, T, FK, FV>(
+    ///
+    /// The value extractor returns anything that views as bytes: an owned `Vec<u8>`, or a
+    /// slice borrowed from the record (`|r| r.payload.as_slice()` when iterating `&records`),
+    /// which saves one allocation and copy per row.
+    pub async fn write<I, T, FK, FV, V>(
         &self,
         records: I,
         key: FK,
@@ -165,7 +170,8 @@ impl ShardedWriter {
     where
         I: IntoIterator<Item = T> + Clone,
         FK: Fn(&T) -> Key,
-        FV: Fn(&T) -> Vec<u8>,
+        FV: Fn(&T) -> V,
+        V: AsRef<[u8]>,
     {
         self.run(
             records,
@@ -184,7 +190,7 @@ impl ShardedWriter {
     }
 
     /// Write records with a columns extractor for multi-column CEL routing.
-    pub async fn write_with_columns<I, T, FK, FV, FC>(
+    pub async fn write_with_columns<I, T, FK, FV, FC, V>(
         &self,
         records: I,
         key: FK,
@@ -195,7 +201,8 @@ impl ShardedWriter {
     where
         I: IntoIterator<Item = T> + Clone,
         FK: Fn(&T) -> Key,
-        FV: Fn(&T) -> Vec<u8>,
+        FV: Fn(&T) -> V,
+        V: AsRef<[u8]>,
         FC: Fn(&T) -> RoutingContext,
     {
         self.run(
@@ -214,7 +221,7 @@ impl ShardedWriter {
         .await
     }
 
-    fn build_router<I, T, F>(
+    fn build_router<I, T, F, V>(
         &self,
         rows: &I,
         extract: &F,
@@ -222,7 +229,8 @@ impl ShardedWriter {
     ) -> Result<(Router, u32, Option<Vec<RoutingValue>>, u64)>
     where
         I: IntoIterator<Item = T> + Clone,
-        F: Fn(&T) -> Result<Row>,
+        F: Fn(&T) -> Result<Row<V>>,
+        V: AsRef<[u8]>,
     {
         let spec: &ShardingSpec = self.config.sharding();
         let started = Instant::now();
@@ -257,7 +265,7 @@ impl ShardedWriter {
                     spec.cel_expr.as_deref().unwrap_or_default(),
                     &spec.cel_columns,
                 )?;
-                let eval = |row: &Row| match &row.ctx {
+                let eval = |row: &Row<V>| match &row.ctx {
                     Some(ctx) => expr.evaluate(ctx),
                     None => expr.evaluate_key(row.key.as_key_ref()),
                 };
@@ -296,7 +304,7 @@ impl ShardedWriter {
     }
 
     /// The shared write path: validate, route, write shards, publish.
-    pub(crate) async fn run<I, T, F>(
+    pub(crate) async fn run<I, T, F, V>(
         &self,
         rows: I,
         extract: F,
@@ -306,7 +314,8 @@ impl ShardedWriter {
     ) -> Result<BuildResult>
     where
         I: IntoIterator<Item = T> + Clone,
-        F: Fn(&T) -> Result<Row>,
+        F: Fn(&T) -> Result<Row<V>>,
+        V: AsRef<[u8]>,
     {
         let started = Instant::now();
         self.config.validate()?;
@@ -364,7 +373,7 @@ impl ShardedWriter {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn run_inner<I, T, F>(
+    async fn run_inner<I, T, F, V>(
         &self,
         rows: I,
         extract: F,
@@ -377,7 +386,8 @@ impl ShardedWriter {
     ) -> Result<BuildResult>
     where
         I: IntoIterator<Item = T> + Clone,
-        F: Fn(&T) -> Result<Row>,
+        F: Fn(&T) -> Result<Row<V>>,
+        V: AsRef<[u8]>,
     {
         let cfg = &self.config;
         let out = cfg.output();
@@ -634,7 +644,8 @@ async fn delete_prefix(resolver: &StorageResolver, url: &str) {
 struct Buffers {
     batch_size: usize,
     bufs: Vec<Batch>,
-    bytes: Vec<usize>,
+    /// Bytes of each shard's previous batch: the next one reserves that much up front.
+    last_bytes: Vec<usize>,
     total_items: usize,
     total_bytes: usize,
 }
@@ -643,29 +654,33 @@ impl Buffers {
     fn new(n: usize, batch_size: usize) -> Self {
         Buffers {
             batch_size,
-            bufs: (0..n).map(|_| Vec::new()).collect(),
-            bytes: vec![0; n],
+            bufs: (0..n).map(|_| Batch::default()).collect(),
+            last_bytes: vec![0; n],
             total_items: 0,
             total_bytes: 0,
         }
     }
 
-    fn push(&mut self, i: usize, key: Vec<u8>, value: Vec<u8>) {
-        let b = key.len() + value.len();
-        if self.bufs[i].capacity() == 0 {
+    /// Append a row to shard `i`'s buffer, encoding its key in place.
+    fn push(&mut self, i: usize, encoding: KeyEncoding, key: &Key, value: &[u8]) -> Result<()> {
+        let buf = &mut self.bufs[i];
+        if buf.row_capacity() == 0 {
             // One allocation per batch instead of repeated doubling.
-            self.bufs[i].reserve(self.batch_size.min(65_536));
+            *buf = Batch::with_capacity(self.batch_size.min(65_536), self.last_bytes[i]);
         }
-        self.bufs[i].push((key, value));
-        self.bytes[i] += b;
+        let before = buf.bytes();
+        buf.push_encoded(|out| encoding.encode_into(key.as_key_ref(), out), value)?;
         self.total_items += 1;
-        self.total_bytes += b;
+        self.total_bytes += buf.bytes() - before;
+        Ok(())
     }
 
     fn take(&mut self, i: usize) -> Batch {
         self.total_items -= self.bufs[i].len();
-        self.total_bytes -= self.bytes[i];
-        self.bytes[i] = 0;
+        self.total_bytes -= self.bufs[i].bytes();
+        if !self.bufs[i].is_empty() {
+            self.last_bytes[i] = self.bufs[i].bytes();
+        }
         std::mem::take(&mut self.bufs[i])
     }
 
@@ -677,7 +692,8 @@ impl Buffers {
             || options
                 .max_total_batched_bytes
                 .is_some_and(|c| self.total_bytes > c);
-        let largest = (0..self.bufs.len()).max_by_key(|&i| (self.bytes[i], self.bufs[i].len()))?;
+        let largest =
+            (0..self.bufs.len()).max_by_key(|&i| (self.bufs[i].bytes(), self.bufs[i].len()))?;
         (over && !self.bufs[largest].is_empty()).then_some(largest)
     }
 }
@@ -717,7 +733,7 @@ impl Dispatcher<'_> {
 
 /// Route every row, buffer per shard, and write batches (inline in sequential mode, through
 /// one worker task per shard in parallel mode).
-async fn write_shards<I, T, F>(
+async fn write_shards<I, T, F, V>(
     ctx: &ShardCtx,
     rows: I,
     extract: &F,
@@ -728,7 +744,8 @@ async fn write_shards<I, T, F>(
 ) -> Result<Vec<ShardResult>>
 where
     I: IntoIterator<Item = T>,
-    F: Fn(&T) -> Result<Row>,
+    F: Fn(&T) -> Result<Row<V>>,
+    V: AsRef<[u8]>,
 {
     let n = num_dbs as usize;
     let batch_size = ctx.batch_size;
@@ -762,10 +779,8 @@ where
                 row.key
             )));
         }
-        let mut encoded = Vec::with_capacity(8);
-        encoding.encode_into(row.key.as_key_ref(), &mut encoded)?;
+        buffers.push(db_id, encoding, &row.key, row.value.as_ref())?;
         stats[db_id].observe(&row.key);
-        buffers.push(db_id, encoded, row.value);
         if sort {
             continue; // whole shards are sorted and written at the end
         }
@@ -779,12 +794,10 @@ where
     for i in 0..n {
         let mut rest = buffers.take(i);
         if sort {
-            rest.sort_by(|a, b| a.0.cmp(&b.0));
+            rest.sort();
         }
-        let mut rest = rest.into_iter().peekable();
-        while rest.peek().is_some() {
-            out.dispatch(i, rest.by_ref().take(batch_size).collect())
-                .await?;
+        for batch in rest.chunks(batch_size) {
+            out.dispatch(i, batch).await?;
         }
     }
     for s in out.spools.iter_mut() {
@@ -860,7 +873,7 @@ impl Workers {
             );
             self.handles.insert(i, handle);
         }
-        let bytes: usize = batch.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let bytes = batch.bytes();
         let (tx, worker_sem) = self
             .senders
             .get(&i)
