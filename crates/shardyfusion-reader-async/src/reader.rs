@@ -79,6 +79,9 @@ pub struct ReaderOptions {
     pub storage: StorageResolver,
     /// Custom shard reader factory (default: SlateDB).
     pub factory: Option<Arc<dyn ShardReaderFactory>>,
+    /// Load every shard's SST indexes and filters into the cache when it opens (default
+    /// `true`), so a cold lookup costs one object-store request.
+    pub warm_metadata: bool,
 }
 
 impl Default for ReaderOptions {
@@ -91,6 +94,7 @@ impl Default for ReaderOptions {
             rate_limiter: None,
             storage: StorageResolver::default(),
             factory: None,
+            warm_metadata: true,
         }
     }
 }
@@ -101,6 +105,7 @@ impl std::fmt::Debug for ReaderOptions {
             .field("max_fallback_attempts", &self.max_fallback_attempts)
             .field("cache_bytes", &self.cache_bytes)
             .field("max_concurrency", &self.max_concurrency)
+            .field("warm_metadata", &self.warm_metadata)
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +145,12 @@ impl ReaderOptions {
     #[must_use]
     pub fn with_cache_bytes(mut self, n: u64) -> Self {
         self.cache_bytes = n;
+        self
+    }
+    /// Whether opening a shard warms its SST indexes and filters (default `true`).
+    #[must_use]
+    pub fn with_warm_metadata(mut self, on: bool) -> Self {
+        self.warm_metadata = on;
         self
     }
     /// Use a custom shard reader factory.
@@ -202,13 +213,15 @@ impl ShardHandle {
         let encoded = enc.encode(enc.normalize_lookup_key(key)?)?;
         self.snapshot.read(self.db_id, &encoded).await
     }
-    /// Look several keys up in this shard.
+    /// Look several keys up in this shard (one batched shard read), in the order given.
     pub async fn multi_get(&self, keys: &[KeyRef<'_>]) -> Result<Vec<Option<Bytes>>> {
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            out.push(self.get(*k).await?);
-        }
-        Ok(out)
+        let enc = self.snapshot.key_encoding();
+        let encoded = keys
+            .iter()
+            .map(|k| enc.encode(enc.normalize_lookup_key(*k)?))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+        self.snapshot.read_many(self.db_id, &refs).await
     }
     /// Release the borrow (the shard stays open for others).
     pub fn close(self) {}
@@ -253,10 +266,10 @@ impl AsyncShardedReader {
             return Err(Error::config("max_concurrency must be >= 1, got 0"));
         }
         let factory = options.factory.clone().unwrap_or_else(|| {
-            Arc::new(SlateDbReaderFactory::new(
-                options.storage.clone(),
-                options.cache_bytes,
-            ))
+            Arc::new(
+                SlateDbReaderFactory::new(options.storage.clone(), options.cache_bytes)
+                    .with_warm_metadata(options.warm_metadata),
+            )
         });
         Ok(AsyncShardedReader {
             store,
@@ -460,23 +473,29 @@ impl AsyncShardedReader {
             }
         }
         let mut values: Vec<Option<Bytes>> = vec![None; order.len()];
-        // One task per shard group, so groups run on every worker thread.
+        // One task per shard group, so groups run on every worker thread; each group is one
+        // batched shard read (sorted keys through one iterator).
         let mut tasks = tokio::task::JoinSet::new();
         for (db_id, items) in groups {
             let (snap, sem) = (snap.clone(), self.concurrency.clone());
             tasks.spawn(async move {
-                let mut out = Vec::with_capacity(items.len());
-                for (slot, encoded) in items {
-                    let _permit =
-                        match &sem {
-                            Some(s) => Some(s.acquire().await.map_err(|_| {
-                                Error::new(ErrorKind::ReaderState, "reader is closed")
-                            })?),
-                            None => None,
-                        };
-                    out.push((slot, snap.read(db_id, &encoded).await?));
-                }
-                Ok::<_, Error>(out)
+                let _permit = match &sem {
+                    Some(s) => Some(
+                        s.acquire()
+                            .await
+                            .map_err(|_| Error::new(ErrorKind::ReaderState, "reader is closed"))?,
+                    ),
+                    None => None,
+                };
+                let encoded: Vec<&[u8]> = items.iter().map(|(_, e)| e.as_slice()).collect();
+                let found = snap.read_many(db_id, &encoded).await?;
+                Ok::<_, Error>(
+                    items
+                        .iter()
+                        .map(|(slot, _)| *slot)
+                        .zip(found)
+                        .collect::<Vec<_>>(),
+                )
             });
         }
         while let Some(group) = tasks.join_next().await {

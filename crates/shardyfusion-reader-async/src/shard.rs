@@ -18,6 +18,15 @@ use slatedb::{DbReader, DbReaderMode};
 pub trait ShardReader: Send + Sync {
     /// The value stored under the encoded key.
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>>;
+    /// The values of several encoded keys, in the order given (duplicates allowed). The
+    /// default looks them up one by one.
+    async fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Bytes>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.get(k).await?);
+        }
+        Ok(out)
+    }
     /// Release the handle.
     async fn close(&self) -> Result<()>;
 }
@@ -35,11 +44,16 @@ pub trait ShardReaderFactory: Send + Sync + std::fmt::Debug {
 
 /// Opens SlateDB readers write-free (`FollowLatest`, no WAL replay) with one block cache shared
 /// by every shard of every snapshot this factory opens.
+///
+/// By default each open also loads the index and filters of every SST of the shard into the
+/// cache (SlateDB's `warm_sst`), so the first lookup of a key after open costs one object-store
+/// request (its data block) instead of three; see [`with_warm_metadata`](Self::with_warm_metadata).
 pub struct SlateDbReaderFactory {
     resolver: StorageResolver,
     cache: Arc<dyn DbCache>,
     next_cache_id: AtomicU64,
     object_store_max_retries: u32,
+    warm_metadata: bool,
 }
 
 impl std::fmt::Debug for SlateDbReaderFactory {
@@ -66,8 +80,37 @@ impl SlateDbReaderFactory {
             cache,
             next_cache_id: AtomicU64::new(1),
             object_store_max_retries: 10,
+            warm_metadata: true,
         }
     }
+
+    /// Whether opening a shard loads its SST indexes and filters into the cache (default
+    /// `true`: two reads per SST at open, then one per cold lookup). Off, the first lookup in
+    /// each SST pays those reads instead.
+    #[must_use]
+    pub fn with_warm_metadata(mut self, on: bool) -> Self {
+        self.warm_metadata = on;
+        self
+    }
+}
+
+/// Load the index and filters of every SST of an open shard into the block cache.
+async fn warm_metadata(reader: &DbReader) -> std::result::Result<(), slatedb::Error> {
+    use slatedb::{CacheTarget, DbCacheManagerOps};
+    let targets = [CacheTarget::Index, CacheTarget::Filters];
+    let ids: Vec<_> = reader
+        .manifest()
+        .all_sst_views()
+        .map(|v| v.sst.id)
+        .collect();
+    let warms = ids.into_iter().map(|id| {
+        let targets = &targets;
+        async move { reader.warm_sst(id, targets).await }
+    });
+    for r in futures::future::join_all(warms).await {
+        r?;
+    }
+    Ok(())
 }
 
 struct SlateShard {
@@ -83,6 +126,18 @@ fn classify(e: slatedb::Error) -> Error {
         ErrorKind::DbAdapter
     };
     Error::new(kind, e.to_string()).with_source(e)
+}
+
+fn open_err(e: slatedb::Error, db_id: u32, url: &str) -> Error {
+    let e = classify(e);
+    Error::new(
+        e.kind(),
+        format!(
+            "opening shard db_id={db_id} at {url} failed: {}",
+            e.message()
+        ),
+    )
+    .with_source(e)
 }
 
 #[async_trait]
@@ -112,23 +167,39 @@ impl ShardReaderFactory for SlateDbReaderFactory {
             )
             .build()
             .await
-            .map_err(|e| {
-                let e = classify(e);
-                Error::new(
-                    e.kind(),
-                    format!(
-                        "opening shard db_id={} at {url} failed: {}",
-                        shard.db_id,
-                        e.message()
-                    ),
-                )
-                .with_source(e)
-            })?;
+            .map_err(|e| open_err(e, shard.db_id, &url))?;
+        if self.warm_metadata
+            && let Err(e) = warm_metadata(&reader).await
+        {
+            let _ = reader.close().await;
+            return Err(open_err(e, shard.db_id, &url));
+        }
         Ok(Arc::new(SlateShard {
             reader,
             url,
             db_id: shard.db_id,
         }))
+    }
+}
+
+impl SlateShard {
+    fn read_err(&self, e: slatedb::Error) -> Error {
+        let e = classify(e);
+        let kind = if e.kind() == ErrorKind::S3Transient {
+            ErrorKind::S3Transient
+        } else {
+            ErrorKind::DbAdapter
+        };
+        Error::new(
+            kind,
+            format!(
+                "Read failed for shard db_id={} ({}): {}",
+                self.db_id,
+                self.url,
+                e.message()
+            ),
+        )
+        .with_source(e)
     }
 }
 
@@ -138,24 +209,7 @@ impl ShardReader for SlateShard {
         self.reader
             .get_with_options(key, &ReadOptions::default())
             .await
-            .map_err(|e| {
-                let e = classify(e);
-                let kind = if e.kind() == ErrorKind::S3Transient {
-                    ErrorKind::S3Transient
-                } else {
-                    ErrorKind::DbAdapter
-                };
-                Error::new(
-                    kind,
-                    format!(
-                        "Read failed for shard db_id={} ({}): {}",
-                        self.db_id,
-                        self.url,
-                        e.message()
-                    ),
-                )
-                .with_source(e)
-            })
+            .map_err(|e| self.read_err(e))
     }
 
     async fn close(&self) -> Result<()> {

@@ -56,7 +56,7 @@ pub struct ShardDetail {
 
 pub(crate) struct Snapshot {
     pub(crate) manifest_ref: ManifestRef,
-    pub(crate) manifest: ParsedManifest,
+    pub(crate) manifest: Arc<ParsedManifest>,
     router: Router,
     readers: Vec<Option<Arc<dyn ShardReader>>>,
 }
@@ -69,6 +69,7 @@ impl Snapshot {
         factory: &Arc<dyn ShardReaderFactory>,
     ) -> Result<Snapshot> {
         shardyfusion_core::codec::check_custom_supported(manifest.custom())?;
+        let manifest = Arc::new(manifest);
         let b = &manifest.build;
         let router = match b.sharding.strategy {
             ShardingStrategy::Hash => Router::Hash(HashRouter::new(b.num_dbs)?),
@@ -84,18 +85,24 @@ impl Snapshot {
                 ));
             }
         };
-        let opens = manifest.shards.iter().filter(|s| !s.is_empty()).map(|s| {
-            let factory = factory.clone();
-            let manifest = &manifest;
-            async move { (s.db_id, factory.open(s, manifest).await) }
-        });
-        let opened = futures::future::join_all(opens).await;
+        // Each open is its own task, so opens (and their CPU work) spread over every worker.
+        let mut opens = tokio::task::JoinSet::new();
+        for s in manifest.shards.iter().filter(|s| !s.is_empty()) {
+            let (factory, manifest, shard) = (factory.clone(), manifest.clone(), s.clone());
+            opens.spawn(async move { (shard.db_id, factory.open(&shard, &manifest).await) });
+        }
         let mut readers: Vec<Option<Arc<dyn ShardReader>>> = (0..b.num_dbs).map(|_| None).collect();
         let mut failure = None;
-        for (db_id, r) in opened {
-            match r {
-                Ok(r) => readers[db_id as usize] = Some(r),
-                Err(e) => failure = failure.or(Some(e)),
+        while let Some(joined) = opens.join_next().await {
+            match joined {
+                Ok((db_id, Ok(r))) => readers[db_id as usize] = Some(r),
+                Ok((_, Err(e))) => failure = failure.or(Some(e)),
+                Err(e) => {
+                    failure = failure.or(Some(Error::new(
+                        ErrorKind::DbAdapter,
+                        format!("opening a shard failed: {e}"),
+                    )))
+                }
             }
         }
         if let Some(e) = failure {
@@ -156,6 +163,22 @@ impl Snapshot {
             Router::Hash(h) => Ok(h.db_id(key)),
             #[cfg(feature = "cel")]
             Router::Cel(c) => c.route(key, ctx)?.into_shard(),
+        }
+    }
+
+    /// Several encoded keys of one shard, in the order given.
+    pub(crate) async fn read_many(
+        &self,
+        db_id: u32,
+        encoded: &[&[u8]],
+    ) -> Result<Vec<Option<Bytes>>> {
+        match self.readers.get(db_id as usize) {
+            Some(Some(r)) => r.multi_get(encoded).await,
+            Some(None) => Ok(vec![None; encoded.len()]),
+            None => Err(Error::new(
+                ErrorKind::ShardAssignment,
+                format!("db_id {db_id} outside [0, {})", self.num_dbs()),
+            )),
         }
     }
 

@@ -1,0 +1,83 @@
+//! Object-store requests of the first lookup after open, with and without warmed metadata.
+
+use std::sync::{Arc, Mutex};
+
+use shardyfusion_core::KeyRef;
+use shardyfusion_reader_async::{AsyncShardedReader, ReaderOptions};
+use shardyfusion_storage::object_store::ObjectStore;
+use shardyfusion_storage::{CountingStore, Op, RequestCounts, StorageResolver};
+
+use crate::{publish, store_for, unique};
+
+fn counting_resolver() -> (StorageResolver, Arc<Mutex<Option<Arc<RequestCounts>>>>) {
+    let counts: Arc<Mutex<Option<Arc<RequestCounts>>>> = Arc::default();
+    let c2 = counts.clone();
+    let resolver = StorageResolver::builder()
+        .wrap_stores(move |s| {
+            let counting = CountingStore::wrap(s);
+            *c2.lock().unwrap() = Some(counting.gate());
+            Arc::new(counting) as Arc<dyn ObjectStore>
+        })
+        .build();
+    (resolver, counts)
+}
+
+/// Wait until the reader's background requests stop: right after open, each SlateDB reader's
+/// manifest poller looks for a newer shard manifest once (its timer's first tick), and those
+/// requests are not part of any lookup.
+async fn settle(counter: &RequestCounts) {
+    for _ in 0..100 {
+        counter.reset();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if counter.total() == 0 {
+            return;
+        }
+    }
+    panic!("the reader kept making requests while idle");
+}
+
+/// Requests made by the first `get` of each shard's smallest key right after open (the
+/// smallest key starts the first block, so the lookup needs exactly that one block).
+async fn first_get_requests(warm: bool) -> Vec<u64> {
+    let (resolver, counts) = counting_resolver();
+    let prefix = format!("memory://{}/snap", unique("cold"));
+    let store = store_for(&prefix, &resolver);
+    let keys: Vec<i64> = (0..6000).collect(); // ~2000 a shard: enough for bloom filters
+    publish(&store, &prefix, 3, 0, &keys).await;
+    let reader = AsyncShardedReader::open(
+        store,
+        ReaderOptions::default()
+            .with_storage(resolver)
+            .with_warm_metadata(warm),
+    )
+    .await
+    .unwrap();
+    let counter = counts.lock().unwrap().clone().unwrap();
+    settle(&counter).await;
+    let mut out = Vec::new();
+    for shard in reader.shard_details().unwrap() {
+        let Some(shardyfusion_core::Key::Int(min)) = shard.min_key else {
+            panic!("shard {} has no integer min key", shard.db_id)
+        };
+        counter.reset();
+        let v = reader.get(KeyRef::Int(min)).await.unwrap();
+        assert_eq!(v.as_deref(), Some(format!("g0-{min}").as_bytes()));
+        assert_eq!(counter.get(Op::Put), 0, "reads never write");
+        out.push(counter.total());
+    }
+    reader.close();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warmed_open_makes_a_cold_get_one_request() {
+    // Warm (the default): index and filters were loaded at open; only the data block is read.
+    assert_eq!(first_get_requests(true).await, vec![1, 1, 1]);
+    // Not warmed: the same lookups also fetch each SST's filter and index.
+    for n in first_get_requests(false).await {
+        assert!(
+            n >= 3,
+            "a cold get without warmed metadata made {n} requests"
+        );
+    }
+}
