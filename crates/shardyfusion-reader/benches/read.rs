@@ -149,16 +149,6 @@ fn main() {
         .filter(|k| reader.route_key(KeyRef::Int(*k), None).unwrap() == 0)
         .take(20_000)
         .collect();
-    for k in &shard0 {
-        reader.get(KeyRef::Int(*k)).unwrap();
-    }
-    let start = Instant::now();
-    for _ in 0..5 {
-        for k in &shard0 {
-            std::hint::black_box(reader.get(KeyRef::Int(*k)).unwrap());
-        }
-    }
-    let ours = start.elapsed().as_secs_f64() / (5 * shard0.len()) as f64;
     let url = reader.shard_details().unwrap()[0].db_url.clone().unwrap();
     let loc = resolver.resolve(&url).unwrap();
     let raw_rt = tokio::runtime::Builder::new_multi_thread()
@@ -188,13 +178,15 @@ fn main() {
         .iter()
         .map(|k| KeyEncoding::U64Be.encode(KeyRef::Int(*k)).unwrap())
         .collect();
-    for e in &encoded {
-        raw_rt
-            .block_on(raw.get_with_options(e, &ReadOptions::default()))
-            .unwrap();
-    }
-    let start = Instant::now();
-    for _ in 0..5 {
+    let ours_pass = || {
+        let start = Instant::now();
+        for k in &shard0 {
+            std::hint::black_box(reader.get(KeyRef::Int(*k)).unwrap());
+        }
+        start.elapsed().as_secs_f64() / shard0.len() as f64
+    };
+    let raw_pass = || {
+        let start = Instant::now();
         for e in &encoded {
             std::hint::black_box(
                 raw_rt
@@ -202,8 +194,17 @@ fn main() {
                     .unwrap(),
             );
         }
+        start.elapsed().as_secs_f64() / encoded.len() as f64
+    };
+    // Warm both caches, then alternate passes so both see the same machine state; the best
+    // pass of each is the least disturbed by other work on the box.
+    ours_pass();
+    raw_pass();
+    let (mut ours, mut base) = (f64::MAX, f64::MAX);
+    for _ in 0..8 {
+        ours = ours.min(ours_pass());
+        base = base.min(raw_pass());
     }
-    let base = start.elapsed().as_secs_f64() / (5 * encoded.len()) as f64;
     println!("METRIC hot_get_us {:.2}", ours * 1e6);
     println!("METRIC raw_get_us {:.2}", base * 1e6);
     println!("METRIC hot_get_ratio {:.3}", ours / base);
@@ -214,19 +215,18 @@ fn main() {
         .collect();
     let refs: Vec<KeyRef<'_>> = batch.iter().map(|k| KeyRef::Int(*k)).collect();
     reader.multi_get(&refs).unwrap();
-    let rounds = 20;
-    let start = Instant::now();
-    for _ in 0..rounds {
+    // Alternate the two ways, best round of each (as for hot gets).
+    let (mut multi, mut looped) = (f64::MAX, f64::MAX);
+    for _ in 0..20 {
+        let start = Instant::now();
         std::hint::black_box(reader.multi_get(&refs).unwrap());
-    }
-    let multi = start.elapsed().as_secs_f64() / f64::from(rounds);
-    let start = Instant::now();
-    for _ in 0..rounds {
+        multi = multi.min(start.elapsed().as_secs_f64());
+        let start = Instant::now();
         for r in &refs {
             std::hint::black_box(reader.get(*r).unwrap());
         }
+        looped = looped.min(start.elapsed().as_secs_f64());
     }
-    let looped = start.elapsed().as_secs_f64() / f64::from(rounds);
     println!("METRIC multi_get_ms {:.3}", multi * 1e3);
     println!("METRIC get_loop_ms {:.3}", looped * 1e3);
     println!("METRIC multi_get_ratio {:.3}", multi / looped);
