@@ -2,9 +2,11 @@
 //!
 //! [`AsyncShardedReader`], the read engine: it loads `_CURRENT` and the manifest from any
 //! `ManifestStore`, builds the router (HASH or CEL), and opens one write-free SlateDB reader per
-//! non-empty shard, all concurrently, sharing one block cache. Lookups route each key, encode it
-//! with the snapshot's key encoding, and read one shard; `multi_get` groups keys by shard and
-//! reads shards concurrently.
+//! non-empty shard, all concurrently, sharing one block cache. Each open also loads the shard's
+//! SST indexes and filters into that cache ([`ReaderOptions::warm_metadata`], on by default), so
+//! the first lookup of a key costs one object-store request, its data block. Lookups route each
+//! key, encode it with the snapshot's key encoding, and read one shard; `multi_get` groups keys
+//! by shard and reads the groups concurrently.
 //!
 //! [`refresh`](AsyncShardedReader::refresh) builds the complete new snapshot, then swaps it in
 //! atomically; the old one closes when its last borrower (an in-flight read or a

@@ -15,8 +15,7 @@ use std::time::Instant;
 
 use shardyfusion_core::{Key, KeyEncoding, KeyRef, ManifestStore, WriteConfig, WriteOptions};
 use shardyfusion_reader::{ConcurrentOptions, ConcurrentShardedReader, ReaderOptions};
-use shardyfusion_storage::object_store::ObjectStore;
-use shardyfusion_storage::{CountingStore, RequestCounts, StorageResolver};
+use shardyfusion_storage::{RequestCounts, StorageResolver};
 use shardyfusion_store_s3::ObjectStoreManifestStore;
 use shardyfusion_writer::ShardedWriter;
 use slatedb::config::{DbReaderOptions, ReadOptions};
@@ -79,14 +78,9 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("sf-read-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let prefix = dir.join("snap").display().to_string();
-    let counts: Arc<std::sync::Mutex<Option<Arc<RequestCounts>>>> = Arc::default();
-    let c2 = counts.clone();
+    let counter = Arc::new(RequestCounts::default());
     let resolver = StorageResolver::builder()
-        .wrap_stores(move |s| {
-            let counting = CountingStore::wrap(s);
-            *c2.lock().unwrap() = Some(counting.gate());
-            Arc::new(counting) as Arc<dyn ObjectStore>
-        })
+        .count_requests(counter.clone())
         .build();
     let store: Arc<dyn ManifestStore> =
         Arc::new(ObjectStoreManifestStore::new(&prefix, resolver.clone()).unwrap());
@@ -105,7 +99,6 @@ fn main() {
         ConcurrentOptions::default(),
     )
     .unwrap();
-    let counter = counts.lock().unwrap().clone().unwrap();
 
     // Cold gets: requests per first lookup of a key after open. First wait out each shard
     // reader's one background manifest poll (its timer's first tick), which no lookup causes.

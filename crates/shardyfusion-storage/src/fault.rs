@@ -130,6 +130,11 @@ pub struct GatedStore<G: Gate> {
 }
 
 impl<G: Gate> GatedStore<G> {
+    /// Wrap `inner` behind an existing gate (several stores may share one).
+    pub fn with_gate(inner: Arc<dyn ObjectStore>, gate: Arc<G>) -> Self {
+        GatedStore { inner, gate }
+    }
+
     /// The gate (counters or fault plan), shareable.
     pub fn gate(&self) -> Arc<G> {
         self.gate.clone()

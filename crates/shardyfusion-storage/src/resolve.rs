@@ -347,6 +347,13 @@ impl StorageResolverBuilder {
         self.wrap = Some(Arc::new(wrap));
         self
     }
+    /// Count every request of every store this resolver builds into `counts` (one set of
+    /// counters shared by all of them).
+    pub fn count_requests(self, counts: Arc<crate::RequestCounts>) -> Self {
+        self.wrap_stores(move |s| {
+            Arc::new(crate::CountingStore::with_gate(s, counts.clone())) as Arc<dyn ObjectStore>
+        })
+    }
     /// Build the resolver.
     pub fn build(self) -> StorageResolver {
         StorageResolver {

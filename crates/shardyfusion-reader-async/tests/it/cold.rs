@@ -1,26 +1,12 @@
 //! Object-store requests of the first lookup after open, with and without warmed metadata.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use shardyfusion_core::KeyRef;
 use shardyfusion_reader_async::{AsyncShardedReader, ReaderOptions};
-use shardyfusion_storage::object_store::ObjectStore;
-use shardyfusion_storage::{CountingStore, Op, RequestCounts, StorageResolver};
+use shardyfusion_storage::{Op, RequestCounts, StorageResolver};
 
 use crate::{publish, store_for, unique};
-
-fn counting_resolver() -> (StorageResolver, Arc<Mutex<Option<Arc<RequestCounts>>>>) {
-    let counts: Arc<Mutex<Option<Arc<RequestCounts>>>> = Arc::default();
-    let c2 = counts.clone();
-    let resolver = StorageResolver::builder()
-        .wrap_stores(move |s| {
-            let counting = CountingStore::wrap(s);
-            *c2.lock().unwrap() = Some(counting.gate());
-            Arc::new(counting) as Arc<dyn ObjectStore>
-        })
-        .build();
-    (resolver, counts)
-}
 
 /// Wait until the reader's background requests stop: right after open, each SlateDB reader's
 /// manifest poller looks for a newer shard manifest once (its timer's first tick), and those
@@ -39,7 +25,10 @@ async fn settle(counter: &RequestCounts) {
 /// Requests made by the first `get` of each shard's smallest key right after open (the
 /// smallest key starts the first block, so the lookup needs exactly that one block).
 async fn first_get_requests(warm: bool) -> Vec<u64> {
-    let (resolver, counts) = counting_resolver();
+    let counter = Arc::new(RequestCounts::default());
+    let resolver = StorageResolver::builder()
+        .count_requests(counter.clone())
+        .build();
     let prefix = format!("memory://{}/snap", unique("cold"));
     let store = store_for(&prefix, &resolver);
     let keys: Vec<i64> = (0..6000).collect(); // ~2000 a shard: enough for bloom filters
@@ -52,7 +41,6 @@ async fn first_get_requests(warm: bool) -> Vec<u64> {
     )
     .await
     .unwrap();
-    let counter = counts.lock().unwrap().clone().unwrap();
     settle(&counter).await;
     let mut out = Vec::new();
     for shard in reader.shard_details().unwrap() {
