@@ -212,7 +212,8 @@ async fn caps_sorting_and_max_keys_per_shard() {
         .write(
             &keys,
             |k| Key::Str((*k).clone()),
-            |k| k.as_bytes().to_vec(),
+            // Values borrowed from the records: no copy before the batch buffer.
+            |k| k.as_bytes(),
             &opts,
         )
         .await
