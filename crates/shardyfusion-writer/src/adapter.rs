@@ -31,8 +31,14 @@ pub trait ShardAdapter: Send {
 /// Opens shard adapters.
 #[async_trait]
 pub trait AdapterFactory: Send + Sync + std::fmt::Debug {
-    /// Open the database of one attempt at `db_url` (`local_dir` is scratch space it may use).
-    async fn open(&self, db_url: &str, local_dir: &Path) -> Result<Box<dyn ShardAdapter>>;
+    /// Open the database of one attempt at `db_url` (`local_dir` is scratch space it may use);
+    /// `num_dbs` shards of this write are being built at the same time.
+    async fn open(
+        &self,
+        db_url: &str,
+        local_dir: &Path,
+        num_dbs: u32,
+    ) -> Result<Box<dyn ShardAdapter>>;
 }
 
 /// Tuning of the SlateDB shard adapter.
@@ -45,6 +51,12 @@ pub struct SlateDbOptions {
     pub l0_sst_size_bytes: usize,
     /// Backpressure limit of unflushed data (default 256 MiB).
     pub max_unflushed_bytes: usize,
+    /// Memory for memtables across all shards of one write (default 2 GiB; `None` = the
+    /// per-shard limits alone). Every shard of a write is open at once, so without a total the
+    /// memory grows with the shard count. With it, each of `n` shards gets at most `budget / n`
+    /// unflushed bytes and memtables of half that, never below 4 MiB (smaller memtables mean
+    /// more, smaller L0 SSTs per shard).
+    pub memtable_budget_bytes: Option<usize>,
     /// Object-store retries inside SlateDB (default 10; never unbounded, so faults surface).
     pub object_store_max_retries: u32,
     /// Timeouts: open, write batch, flush, close (default unbounded).
@@ -63,6 +75,7 @@ impl Default for SlateDbOptions {
             legacy_readers: false,
             l0_sst_size_bytes: 64 << 20,
             max_unflushed_bytes: 256 << 20,
+            memtable_budget_bytes: Some(2 << 30),
             object_store_max_retries: 10,
             open_timeout: None,
             write_timeout: None,
@@ -87,14 +100,40 @@ impl SlateDbOptions {
         self
     }
 
+    /// Set `memtable_budget_bytes`.
+    #[must_use]
+    pub fn with_memtable_budget(mut self, bytes: Option<usize>) -> Self {
+        self.memtable_budget_bytes = bytes;
+        self
+    }
+
+    /// Memtable size and unflushed limit of each shard when `num_dbs` shards are built at once.
+    pub fn memtable_limits(&self, num_dbs: u32) -> (usize, usize) {
+        const FLOOR: usize = 4 << 20;
+        let (mut l0, mut unflushed) = (self.l0_sst_size_bytes, self.max_unflushed_bytes);
+        if let Some(budget) = self.memtable_budget_bytes {
+            let per_shard = budget / num_dbs.max(1) as usize;
+            unflushed = unflushed.min(per_shard);
+            l0 = l0.min(per_shard / 2).max(FLOOR.min(self.l0_sst_size_bytes));
+        }
+        (l0, unflushed.max(l0 + 1))
+    }
+
     /// The SlateDB settings of a bulk build: no WAL, no timed flushes, no compactor, no GC,
-    /// L0 limits raised so the build never stalls waiting for compaction.
+    /// L0 limits raised so the build never stalls waiting for compaction (one shard alone).
     pub fn settings(&self) -> Settings {
+        self.settings_for(1)
+    }
+
+    /// [`settings`](Self::settings) for one of `num_dbs` shards built at the same time (the
+    /// memtable budget is shared).
+    pub fn settings_for(&self, num_dbs: u32) -> Settings {
+        let (l0, unflushed) = self.memtable_limits(num_dbs);
         Settings {
             flush_interval: None,
             wal_enabled: false,
-            l0_sst_size_bytes: self.l0_sst_size_bytes,
-            max_unflushed_bytes: self.max_unflushed_bytes.max(self.l0_sst_size_bytes + 1),
+            l0_sst_size_bytes: l0,
+            max_unflushed_bytes: unflushed,
             l0_max_ssts: 1 << 16,
             l0_max_ssts_per_key: 1 << 16,
             compactor_options: None,
@@ -146,10 +185,15 @@ fn slate_err(kind: ErrorKind, what: &str, e: slatedb::Error) -> Error {
 
 #[async_trait]
 impl AdapterFactory for SlateDbFactory {
-    async fn open(&self, db_url: &str, _local_dir: &Path) -> Result<Box<dyn ShardAdapter>> {
+    async fn open(
+        &self,
+        db_url: &str,
+        _local_dir: &Path,
+        num_dbs: u32,
+    ) -> Result<Box<dyn ShardAdapter>> {
         let loc = self.resolver.resolve(db_url)?;
         let mut builder = Db::builder(loc.path.clone(), loc.store.clone())
-            .with_settings(self.options.settings())
+            .with_settings(self.options.settings_for(num_dbs))
             .with_db_cache_disabled();
         if self.options.legacy_readers {
             builder = builder.with_filter_policies(vec![]);
@@ -251,5 +295,38 @@ impl ShardAdapter for SlateDbAdapter {
             .map_err(|e| slate_err(ErrorKind::ShardWrite, &what, e))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn memtable_budget_is_shared_by_the_shards_of_a_write() {
+        let o = SlateDbOptions::default();
+        // A few shards: the per-shard defaults fit in the 2 GiB budget.
+        assert_eq!(o.memtable_limits(1), (64 * MIB, 256 * MIB));
+        assert_eq!(o.memtable_limits(8), (64 * MIB, 256 * MIB));
+        // Many shards: the total stays at the budget.
+        assert_eq!(o.memtable_limits(64), (16 * MIB, 32 * MIB));
+        assert_eq!(o.memtable_limits(256), (4 * MIB, 8 * MIB));
+        // Past the floor, memtables stay at 4 MiB (and the limit just above them).
+        assert_eq!(o.memtable_limits(4096), (4 * MIB, 4 * MIB + 1));
+        // Without a budget, the per-shard limits alone.
+        let none = o.clone().with_memtable_budget(None);
+        assert_eq!(none.memtable_limits(4096), (64 * MIB, 256 * MIB));
+        // Settings carry the limits and always validate (unflushed > memtable).
+        let s = o.settings_for(64);
+        assert_eq!(
+            (s.l0_sst_size_bytes, s.max_unflushed_bytes),
+            (16 * MIB, 32 * MIB)
+        );
+        for n in [1, 3, 64, 1000, 100_000] {
+            let (l0, unflushed) = o.memtable_limits(n);
+            assert!(unflushed > l0, "{n} shards: {l0} / {unflushed}");
+        }
     }
 }

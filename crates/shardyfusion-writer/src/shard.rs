@@ -25,6 +25,8 @@ pub(crate) struct ShardCtx {
     pub(crate) template: DbPathTemplate,
     pub(crate) local_root: PathBuf,
     pub(crate) batch_size: usize,
+    /// Shards of the write (all of them are open at once).
+    pub(crate) num_dbs: u32,
     pub(crate) retry: Option<RetryConfig>,
     pub(crate) max_writes_per_second: Option<f64>,
     pub(crate) max_write_bytes_per_second: Option<f64>,
@@ -267,7 +269,7 @@ impl ShardSink {
         self.adapter = Some(
             self.ctx
                 .factory
-                .open(&url, &dir)
+                .open(&url, &dir, self.ctx.num_dbs)
                 .await
                 .map_err(|e| wrap(e, self.db_id, &url))?,
         );

@@ -422,6 +422,7 @@ impl ShardedWriter {
             template: out.db_path_template.clone(),
             local_root: out.local_root.clone(),
             batch_size: cfg.batch_size(),
+            num_dbs,
             retry: cfg.shard_retry().cloned(),
             max_writes_per_second: options.max_writes_per_second,
             max_write_bytes_per_second: options.max_write_bytes_per_second,
