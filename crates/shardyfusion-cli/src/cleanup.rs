@@ -60,6 +60,61 @@ async fn delete(store: &dyn ObjectStore, keys: &[Path]) -> Result<()> {
     Ok(())
 }
 
+/// Default run registry prefix (SPEC 2.4); manifests do not record it.
+const RUN_REGISTRY_PREFIX: &str = "runs";
+
+/// The run id in a run record's directory name `<TS>_run_id=<run_id>_<uuid4hex>`.
+fn run_id_of_record_dir(dir: &str) -> Option<&str> {
+    let rest = &dir[dir.find("_run_id=")? + "_run_id=".len()..];
+    let (id, suffix) = rest.rsplit_once('_')?;
+    (!id.is_empty() && suffix.len() == 32 && suffix.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some(id)
+}
+
+/// Whether a run record (`run.yaml`) says a writer may still be building: `running` with a lease
+/// that has not expired. A record that cannot be read as one counts as live too, so cleanup
+/// never deletes on a guess.
+fn record_is_live(yaml: &[u8], now: Timestamp) -> bool {
+    let Ok(doc) = serde_yaml_ng::from_slice::<serde_yaml_ng::Value>(yaml) else {
+        return true;
+    };
+    if doc.get("status").and_then(|v| v.as_str()) != Some("running") {
+        return false;
+    }
+    match doc
+        .get("lease_expires_at")
+        .and_then(|v| v.as_str())
+        .map(Timestamp::parse)
+    {
+        Some(Ok(lease)) => now.seconds_until(lease) > 0.0,
+        _ => true,
+    }
+}
+
+/// Run ids with a live run record under `<prefix>/runs/` (SPEC 13.2: protect leased `running`
+/// runs, whose shards a writer may be building right now).
+async fn leased_runs(store: &dyn ObjectStore, runs_root: &Path) -> Result<BTreeSet<String>> {
+    let now = Timestamp::now();
+    let mut live = BTreeSet::new();
+    for key in list_all(store, runs_root).await? {
+        if key.filename() != Some("run.yaml") {
+            continue;
+        }
+        let Some(id) = key
+            .parts()
+            .filter_map(|p| run_id_of_record_dir(p.as_ref()).map(str::to_owned))
+            .next()
+        else {
+            continue;
+        };
+        let body = store.get(&key).await?.bytes().await?;
+        if record_is_live(&body, now) {
+            live.insert(id);
+        }
+    }
+    Ok(live)
+}
+
 /// The attempt prefix (`…/attempt=NN`) an object key belongs to.
 fn attempt_of(key: &str) -> Option<String> {
     let idx = key.find("/attempt=")?;
@@ -166,6 +221,14 @@ pub(crate) async fn run(ctx: &Ctx, args: &CleanupArgs) -> Result<ExitCode> {
             |acc, s| acc.intersection(s).cloned().collect(),
         );
         protected.insert(manifest.build.run_id.clone());
+        let leased = leased_runs(store, &loc.child(&[RUN_REGISTRY_PREFIX])).await?;
+        for id in &leased {
+            if protected.insert(id.clone()) {
+                eprintln!(
+                    "note: run {id} is still running under an unexpired lease: its shard data is kept"
+                );
+            }
+        }
         let listing = store.list_with_delimiter(Some(&shard_root)).await?;
         let mut old = Vec::new();
         for dir in listing.common_prefixes {
@@ -215,5 +278,35 @@ mod tests {
         assert_eq!(parse_window("7d").unwrap().as_secs(), 7 * 86_400);
         assert_eq!(parse_window("24h").unwrap().as_secs(), 86_400);
         assert!(parse_window("3w").is_err());
+    }
+
+    #[test]
+    fn run_records_and_leases() {
+        let dir = "2026-12-01T10:00:00.000000Z_run_id=abc_def_0123456789abcdef0123456789abcdef";
+        assert_eq!(run_id_of_record_dir(dir), Some("abc_def"));
+        assert_eq!(run_id_of_record_dir("2026_run_id=abc"), None);
+        assert_eq!(run_id_of_record_dir("manifests"), None);
+        let now = Timestamp::parse("2026-12-01T10:00:00Z").unwrap();
+        let rec = |status: &str, lease: &str| {
+            format!("status: {status}\nlease_expires_at: '{lease}'\nrun_id: abc\n")
+        };
+        assert!(record_is_live(
+            rec("running", "2026-12-01T10:05:00.000000Z").as_bytes(),
+            now
+        ));
+        assert!(!record_is_live(
+            rec("running", "2026-12-01T09:55:00.000000Z").as_bytes(),
+            now
+        ));
+        assert!(!record_is_live(
+            rec("succeeded", "2026-12-01T10:05:00.000000Z").as_bytes(),
+            now
+        ));
+        assert!(!record_is_live(
+            rec("failed", "2026-12-01T10:05:00.000000Z").as_bytes(),
+            now
+        ));
+        assert!(record_is_live(rec("running", "not a time").as_bytes(), now));
+        assert!(record_is_live(b"{unbalanced", now));
     }
 }

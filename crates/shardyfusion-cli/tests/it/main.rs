@@ -693,6 +693,62 @@ fn cleanup_stale_attempts_and_old_runs() {
 }
 
 #[test]
+fn cleanup_keeps_runs_a_writer_still_holds() {
+    let dir = scratch("cleanup-lease");
+    let input = jsonl(&dir, 20);
+    let prefix = dir.join("snap");
+    let current = format!("{}/_CURRENT", prefix.display());
+    write_jsonl(&input, &prefix, "name", 2);
+    // Two unpublished runs with shard data: one whose writer still holds its lease, one whose
+    // lease ran out (a crashed writer).
+    let future = "2999-01-01T00:00:00.000000Z";
+    let past = "2001-01-01T00:00:00.000000Z";
+    for (id, lease) in [("live", future), ("crashed", past)] {
+        let record = prefix.join(format!(
+            "runs/2026-12-01T00:00:00.000000Z_run_id={id}_0123456789abcdef0123456789abcdef"
+        ));
+        std::fs::create_dir_all(&record).unwrap();
+        std::fs::write(
+            record.join("run.yaml"),
+            format!("lease_expires_at: '{lease}'\nrun_id: {id}\nstatus: running\n"),
+        )
+        .unwrap();
+        let shard = prefix.join(format!("shards/run_id={id}/db=00000/attempt=00/compacted"));
+        std::fs::create_dir_all(&shard).unwrap();
+        std::fs::write(shard.join("x.sst"), b"partial").unwrap();
+    }
+    let out = shardy()
+        .args(["--current-url", &current, "cleanup", "--include-old-runs"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let removed: Vec<&str> = done["old_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(removed, ["crashed"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run live is still running"));
+    assert!(
+        prefix
+            .join("shards/run_id=live/db=00000/attempt=00/compacted/x.sst")
+            .exists()
+    );
+    assert!(!prefix.join("shards/run_id=crashed/db=00000").exists());
+    assert!(
+        prefix.join("runs").exists(),
+        "run records are never deleted"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn parquet_input() {
     use std::sync::Arc;
     let dir = scratch("parquet");
