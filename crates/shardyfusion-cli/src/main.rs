@@ -122,7 +122,8 @@ pub(crate) enum Command {
     /// Build and publish a snapshot from a JSONL, CSV or Parquet file.
     Write(Box<write::WriteArgs>),
     /// Delete stale shard attempts of the current (or pinned) run; with --include-old-runs,
-    /// --older-than or --keep-last also old runs' shard data. Manifests are never deleted.
+    /// --older-than or --keep-last also old runs' shard data (never that of a run whose writer
+    /// still holds its lease). Manifests and run records are never deleted.
     Cleanup(cleanup::CleanupArgs),
     /// Run a YAML batch script (`commands:` list, optional `on_error: stop|continue`).
     Exec {
