@@ -227,6 +227,9 @@ impl ShardHandle {
     pub fn close(self) {}
 }
 
+/// Keys of one shard that one `multi_get` task reads at most.
+const MULTI_GET_CHUNK: usize = 32;
+
 fn ms(since: Instant) -> i64 {
     i64::try_from(since.elapsed().as_millis()).unwrap_or(i64::MAX)
 }
@@ -473,10 +476,19 @@ impl AsyncShardedReader {
             }
         }
         let mut values: Vec<Option<Bytes>> = vec![None; order.len()];
-        // One task per shard group, so groups run on every worker thread; each group is one
-        // batched shard read (sorted keys through one iterator).
+        // Shard groups run as tasks on every worker thread, large groups split into chunks so
+        // the work spreads evenly; each chunk is one `ShardReader::multi_get` call.
         let mut tasks = tokio::task::JoinSet::new();
-        for (db_id, items) in groups {
+        let chunks = groups.into_iter().flat_map(|(db_id, mut items)| {
+            std::iter::from_fn(move || {
+                if items.is_empty() {
+                    return None;
+                }
+                let rest = items.split_off(items.len().min(MULTI_GET_CHUNK));
+                Some((db_id, std::mem::replace(&mut items, rest)))
+            })
+        });
+        for (db_id, items) in chunks {
             let (snap, sem) = (snap.clone(), self.concurrency.clone());
             tasks.spawn(async move {
                 let _permit = match &sem {
