@@ -48,12 +48,14 @@ pub trait ShardReaderFactory: Send + Sync + std::fmt::Debug {
 /// By default each open also loads the index and filters of every SST of the shard into the
 /// cache (SlateDB's `warm_sst`), so the first lookup of a key after open costs one object-store
 /// request (its data block) instead of three; see [`with_warm_metadata`](Self::with_warm_metadata).
+/// A shard whose metadata is larger than its share of half the cache is not warmed.
 pub struct SlateDbReaderFactory {
     resolver: StorageResolver,
     cache: Arc<dyn DbCache>,
     next_cache_id: AtomicU64,
     object_store_max_retries: u32,
     warm_metadata: bool,
+    cache_bytes: u64,
 }
 
 impl std::fmt::Debug for SlateDbReaderFactory {
@@ -81,6 +83,7 @@ impl SlateDbReaderFactory {
             next_cache_id: AtomicU64::new(1),
             object_store_max_retries: 10,
             warm_metadata: true,
+            cache_bytes,
         }
     }
 
@@ -95,14 +98,25 @@ impl SlateDbReaderFactory {
 }
 
 /// Load the index and filters of every SST of an open shard into the block cache.
-async fn warm_metadata(reader: &DbReader) -> std::result::Result<(), slatedb::Error> {
+///
+/// Only while the shard's metadata fits in `budget` bytes (its share of half the cache):
+/// warming more than the cache holds would just evict what was warmed. Returns whether it
+/// warmed.
+async fn warm_metadata(
+    reader: &DbReader,
+    budget: u64,
+) -> std::result::Result<bool, slatedb::Error> {
     use slatedb::{CacheTarget, DbCacheManagerOps};
     let targets = [CacheTarget::Index, CacheTarget::Filters];
-    let ids: Vec<_> = reader
-        .manifest()
+    let manifest = reader.manifest();
+    let metadata: u64 = manifest
         .all_sst_views()
-        .map(|v| v.sst.id)
-        .collect();
+        .map(|v| v.sst.info.index_len + v.sst.info.filter_len)
+        .sum();
+    if metadata > budget {
+        return Ok(false);
+    }
+    let ids: Vec<_> = manifest.all_sst_views().map(|v| v.sst.id).collect();
     let warms = ids.into_iter().map(|id| {
         let targets = &targets;
         async move { reader.warm_sst(id, targets).await }
@@ -110,7 +124,7 @@ async fn warm_metadata(reader: &DbReader) -> std::result::Result<(), slatedb::Er
     for r in futures::future::join_all(warms).await {
         r?;
     }
-    Ok(())
+    Ok(true)
 }
 
 struct SlateShard {
@@ -145,7 +159,7 @@ impl ShardReaderFactory for SlateDbReaderFactory {
     async fn open(
         &self,
         shard: &RequiredShardMeta,
-        _manifest: &ParsedManifest,
+        manifest: &ParsedManifest,
     ) -> Result<Arc<dyn ShardReader>> {
         let url = shard
             .db_url
@@ -168,11 +182,27 @@ impl ShardReaderFactory for SlateDbReaderFactory {
             .build()
             .await
             .map_err(|e| open_err(e, shard.db_id, &url))?;
-        if self.warm_metadata
-            && let Err(e) = warm_metadata(&reader).await
-        {
-            let _ = reader.close().await;
-            return Err(open_err(e, shard.db_id, &url));
+        if self.warm_metadata {
+            // Each non-empty shard may fill its share of half the cache with metadata.
+            let shards = manifest
+                .shards
+                .iter()
+                .filter(|s| !s.is_empty())
+                .count()
+                .max(1);
+            let budget = self.cache_bytes / 2 / shards as u64;
+            match warm_metadata(&reader, budget).await {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!(
+                    db_id = shard.db_id,
+                    budget,
+                    "shard metadata exceeds its share of the cache: not warmed"
+                ),
+                Err(e) => {
+                    let _ = reader.close().await;
+                    return Err(open_err(e, shard.db_id, &url));
+                }
+            }
         }
         Ok(Arc::new(SlateShard {
             reader,

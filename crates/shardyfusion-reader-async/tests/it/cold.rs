@@ -24,7 +24,7 @@ async fn settle(counter: &RequestCounts) {
 
 /// Requests made by the first `get` of each shard's smallest key right after open (the
 /// smallest key starts the first block, so the lookup needs exactly that one block).
-async fn first_get_requests(warm: bool) -> Vec<u64> {
+async fn first_get_requests(warm: bool, cache_bytes: u64) -> Vec<u64> {
     let counter = Arc::new(RequestCounts::default());
     let resolver = StorageResolver::builder()
         .count_requests(counter.clone())
@@ -37,7 +37,8 @@ async fn first_get_requests(warm: bool) -> Vec<u64> {
         store,
         ReaderOptions::default()
             .with_storage(resolver)
-            .with_warm_metadata(warm),
+            .with_warm_metadata(warm)
+            .with_cache_bytes(cache_bytes),
     )
     .await
     .unwrap();
@@ -60,12 +61,17 @@ async fn first_get_requests(warm: bool) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warmed_open_makes_a_cold_get_one_request() {
     // Warm (the default): index and filters were loaded at open; only the data block is read.
-    assert_eq!(first_get_requests(true).await, vec![1, 1, 1]);
+    assert_eq!(first_get_requests(true, 64 << 20).await, vec![1, 1, 1]);
     // Not warmed: the same lookups also fetch each SST's filter and index.
-    for n in first_get_requests(false).await {
+    for n in first_get_requests(false, 64 << 20).await {
         assert!(
             n >= 3,
             "a cold get without warmed metadata made {n} requests"
         );
+    }
+    // A cache too small for the metadata: warming is skipped (it would only churn) and lookups
+    // still answer, paying the metadata reads.
+    for n in first_get_requests(true, 4096).await {
+        assert!(n >= 3, "a cold get with a 4 KiB cache made {n} requests");
     }
 }
