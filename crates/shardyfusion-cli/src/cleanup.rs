@@ -28,6 +28,17 @@ pub(crate) struct CleanupArgs {
     /// Protect the newest N runs (N ≥ 1).
     #[arg(long, value_name = "N")]
     keep_last: Option<usize>,
+    /// Retries of each storage request (S3 `max_attempts` = N + 1; default from the S3
+    /// settings).
+    #[arg(long, value_name = "N")]
+    max_retries: Option<u32>,
+}
+
+impl CleanupArgs {
+    /// The S3 `max_attempts` that `--max-retries` asks for.
+    pub(crate) fn max_attempts(&self) -> Option<u32> {
+        self.max_retries.map(|n| n.saturating_add(1))
+    }
 }
 
 fn parse_window(s: &str) -> Result<std::time::Duration> {
@@ -278,6 +289,25 @@ mod tests {
         assert_eq!(parse_window("7d").unwrap().as_secs(), 7 * 86_400);
         assert_eq!(parse_window("24h").unwrap().as_secs(), 86_400);
         assert!(parse_window("3w").is_err());
+    }
+
+    #[test]
+    fn max_retries_is_attempts_minus_one() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            a: CleanupArgs,
+        }
+        assert_eq!(
+            T::parse_from(["t", "--max-retries", "0"]).a.max_attempts(),
+            Some(1)
+        );
+        assert_eq!(
+            T::parse_from(["t", "--max-retries", "4"]).a.max_attempts(),
+            Some(5)
+        );
+        assert_eq!(T::parse_from(["t"]).a.max_attempts(), None);
     }
 
     #[test]

@@ -172,7 +172,13 @@ fn parse_bool(v: &str) -> anyhow::Result<bool> {
     }
 }
 
-fn s3_settings(cli: &Cli, cfg: &ReaderConfig) -> anyhow::Result<StorageResolver> {
+/// The storage resolver from the S3 settings; `max_attempts` (a command's own retry flag) wins
+/// over `reader.toml` and `--s3-option`.
+fn s3_settings(
+    cli: &Cli,
+    cfg: &ReaderConfig,
+    max_attempts: Option<u32>,
+) -> anyhow::Result<StorageResolver> {
     let mut opts = S3ConnectionOptions::new();
     let mut builder = StorageResolver::builder();
     let profile_name = cfg
@@ -232,6 +238,9 @@ fn s3_settings(cli: &Cli, cfg: &ReaderConfig) -> anyhow::Result<StorageResolver>
             other => eprintln!("warning: unknown --s3-option {other:?} ignored"),
         }
     }
+    if let Some(n) = max_attempts {
+        opts = opts.with_max_attempts(n);
+    }
     opts.validate()?;
     Ok(builder.s3_options(opts).build())
 }
@@ -250,8 +259,16 @@ fn split_current(url: &str) -> anyhow::Result<(String, String)> {
 }
 
 fn build_ctx(cli: &Cli, prefix_override: Option<&str>) -> anyhow::Result<Ctx> {
+    build_ctx_with(cli, prefix_override, None)
+}
+
+fn build_ctx_with(
+    cli: &Cli,
+    prefix_override: Option<&str>,
+    max_attempts: Option<u32>,
+) -> anyhow::Result<Ctx> {
     let cfg = load_reader(cli.config.as_deref())?;
-    let resolver = s3_settings(cli, &cfg)?;
+    let resolver = s3_settings(cli, &cfg, max_attempts)?;
     let format = cli
         .output_format
         .clone()
@@ -353,7 +370,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(write::run(&ctx, args))
         }
         Some(Command::Cleanup(args)) => {
-            let ctx = build_ctx(cli, None)?;
+            let ctx = build_ctx_with(cli, None, args.max_attempts())?;
             rt.block_on(cleanup::run(&ctx, args))
         }
         Some(Command::Exec { script, output }) => {

@@ -661,7 +661,15 @@ fn cleanup_stale_attempts_and_old_runs() {
         "dry run deletes nothing"
     );
 
-    let done = ok_json(shardy().args(["--current-url", &current, "cleanup", "--keep-last", "1"]));
+    let done = ok_json(shardy().args([
+        "--current-url",
+        &current,
+        "cleanup",
+        "--keep-last",
+        "1",
+        "--max-retries",
+        "2",
+    ]));
     assert_eq!(done["stale_attempts"][0]["objects_deleted"], 1);
     assert_eq!(done["old_runs"].as_array().unwrap().len(), 1);
     assert_eq!(done["old_runs"][0]["run_id"], w1["run_id"]);
