@@ -8,7 +8,10 @@
 //!    `<prefix>/<shard_prefix>/run_id=<id>/db=<NNNNN>/attempt=<NN>`. Writes are batched with no
 //!    durability wait per batch and no WAL; each shard ends with one memtable flush to L0 SSTs
 //!    and a clean close. Shards are written concurrently (parallel mode: one worker per shard,
-//!    bounded queues and bytes in flight); rate limits are token buckets.
+//!    bounded queues and bytes in flight); rate limits are token buckets. A batch's keys and
+//!    values live in one buffer ([`KvBatch`]) that SlateDB reads as zero-copy slices, and one
+//!    memtable budget ([`SlateDbOptions::memtable_budget_bytes`]) is shared by all shards, so
+//!    memory does not grow with the shard count.
 //! 3. **Retry** failed shards (with `shard_retry`): each attempt gets a new attempt number and
 //!    URL and is replayed from a local spool; only retryable errors are retried.
 //! 4. **Publish** through any `ManifestStore`: manifest first, then the pointer. A failure at
