@@ -87,6 +87,17 @@ impl SlateDbReaderFactory {
         }
     }
 
+    /// Use `cache` (holding up to `capacity_bytes`) instead of a private moka cache: one cache
+    /// shared with other readers, or another [`DbCache`] implementation. This factory scopes its
+    /// shards with `db_cache_id`s counting up from 1; other users of the cache should take ids
+    /// that cannot collide (e.g. counting down from `u64::MAX`).
+    #[must_use]
+    pub fn with_cache(mut self, cache: Arc<dyn DbCache>, capacity_bytes: u64) -> Self {
+        self.cache = cache;
+        self.cache_bytes = capacity_bytes;
+        self
+    }
+
     /// Whether opening a shard loads its SST indexes and filters into the cache (default
     /// `true`: two reads per SST at open, then one per cold lookup). Off, the first lookup in
     /// each SST pays those reads instead.

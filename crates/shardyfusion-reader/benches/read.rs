@@ -3,7 +3,7 @@
 //! collects them.
 //!
 //! * `hot_get` — mean latency of warmed gets through the reader vs. a raw `DbReader` on one
-//!   shard (both driven by `block_on` from a plain thread, same cache size);
+//!   shard (both driven by `block_on` from a plain thread, one shared block cache);
 //! * `multi_get` — one `multi_get` of 1,000 random keys vs. a loop of 1,000 gets;
 //! * `refresh` — refresh to a new snapshot of 8 and of 256 shards;
 //! * `cold_get_requests` — object-store requests per first get of a key after open.
@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use shardyfusion_core::{Key, KeyEncoding, KeyRef, ManifestStore, WriteConfig, WriteOptions};
 use shardyfusion_reader::{ConcurrentOptions, ConcurrentShardedReader, ReaderOptions};
+use shardyfusion_reader_async::SlateDbReaderFactory;
 use shardyfusion_storage::{RequestCounts, StorageResolver};
 use shardyfusion_store_s3::ObjectStoreManifestStore;
 use shardyfusion_writer::ShardedWriter;
@@ -91,11 +92,21 @@ fn main() {
         .unwrap();
     write(&rt, &store, &prefix, &resolver, n, 8);
 
+    // One block cache for the reader and the raw DbReader it is compared with ("the same
+    // cache"); the raw reader's entries are scoped by their own db_cache_id.
+    let cache: Arc<dyn slatedb::db_cache::DbCache> =
+        Arc::new(MokaCache::new_with_opts(MokaCacheOptions {
+            max_capacity: CACHE,
+            time_to_live: None,
+            time_to_idle: None,
+        }));
+    let factory =
+        SlateDbReaderFactory::new(resolver.clone(), CACHE).with_cache(cache.clone(), CACHE);
     let reader = ConcurrentShardedReader::open(
         store.clone(),
         ReaderOptions::default()
             .with_storage(resolver.clone())
-            .with_cache_bytes(CACHE),
+            .with_factory(Arc::new(factory)),
         ConcurrentOptions::default(),
     )
     .unwrap();
@@ -150,19 +161,13 @@ fn main() {
         .build()
         .unwrap();
     let raw = raw_rt.block_on(async {
-        let cache: Arc<dyn slatedb::db_cache::DbCache> =
-            Arc::new(MokaCache::new_with_opts(MokaCacheOptions {
-                max_capacity: CACHE,
-                time_to_live: None,
-                time_to_idle: None,
-            }));
         DbReader::builder(loc.path.clone(), loc.store.clone())
             .with_reader_mode(DbReaderMode::FollowLatest)
             .with_options(DbReaderOptions {
                 skip_wal_replay: true,
                 ..DbReaderOptions::default()
             })
-            .with_db_cache(cache, 1)
+            .with_db_cache(cache.clone(), u64::MAX)
             .build()
             .await
             .unwrap()
