@@ -75,3 +75,89 @@ async fn warmed_open_makes_a_cold_get_one_request() {
         assert!(n >= 3, "a cold get with a 4 KiB cache made {n} requests");
     }
 }
+
+/// A block cache that counts what SlateDB stores in it.
+struct CountingCache {
+    inner: Arc<dyn slatedb::db_cache::DbCache>,
+    inserts: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl slatedb::db_cache::DbCache for CountingCache {
+    async fn get_block(
+        &self,
+        key: &slatedb::db_cache::CachedKey,
+    ) -> Result<Option<slatedb::db_cache::CachedEntry>, slatedb::Error> {
+        self.inner.get_block(key).await
+    }
+    async fn get_index(
+        &self,
+        key: &slatedb::db_cache::CachedKey,
+    ) -> Result<Option<slatedb::db_cache::CachedEntry>, slatedb::Error> {
+        self.inner.get_index(key).await
+    }
+    async fn get_filter(
+        &self,
+        key: &slatedb::db_cache::CachedKey,
+    ) -> Result<Option<slatedb::db_cache::CachedEntry>, slatedb::Error> {
+        self.inner.get_filter(key).await
+    }
+    async fn get_stats(
+        &self,
+        key: &slatedb::db_cache::CachedKey,
+    ) -> Result<Option<slatedb::db_cache::CachedEntry>, slatedb::Error> {
+        self.inner.get_stats(key).await
+    }
+    async fn insert(
+        &self,
+        key: slatedb::db_cache::CachedKey,
+        value: slatedb::db_cache::CachedEntry,
+    ) {
+        self.inserts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.insert(key, value).await
+    }
+    async fn remove(&self, key: &slatedb::db_cache::CachedKey) {
+        self.inner.remove(key).await
+    }
+    fn entry_count(&self) -> u64 {
+        self.inner.entry_count()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supplied_block_cache_is_the_one_used() {
+    use shardyfusion_reader_async::SlateDbReaderFactory;
+    use slatedb::db_cache::moka::{MokaCache, MokaCacheOptions};
+    let resolver = StorageResolver::default();
+    let prefix = format!("memory://{}/snap", unique("cache"));
+    let store = store_for(&prefix, &resolver);
+    let keys: Vec<i64> = (0..6000).collect();
+    publish(&store, &prefix, 2, 0, &keys).await;
+    let cache = Arc::new(CountingCache {
+        inner: Arc::new(MokaCache::new_with_opts(MokaCacheOptions {
+            max_capacity: 64 << 20,
+            time_to_live: None,
+            time_to_idle: None,
+        })),
+        inserts: Default::default(),
+    });
+    let factory =
+        SlateDbReaderFactory::new(resolver.clone(), 1 << 20).with_cache(cache.clone(), 64 << 20);
+    let reader = AsyncShardedReader::open(
+        store,
+        ReaderOptions::default()
+            .with_storage(resolver)
+            .with_factory(Arc::new(factory)),
+    )
+    .await
+    .unwrap();
+    let load = |c: &CountingCache| c.inserts.load(std::sync::atomic::Ordering::Relaxed);
+    // Open warmed index and filters of both shards into the supplied cache...
+    let warmed = load(&cache);
+    assert!(warmed >= 4, "{warmed} entries after open");
+    // ...and a lookup's data block goes there too.
+    assert!(reader.get(KeyRef::Int(7)).await.unwrap().is_some());
+    assert_eq!(load(&cache), warmed + 1);
+    reader.close();
+}
