@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use serde_json::{Map, Value, json};
-use shardyfusion::Timestamp;
 use shardyfusion::storage::object_store::path::Path;
 use shardyfusion::storage::object_store::{ObjectStore, ObjectStoreExt};
+use shardyfusion::{DEFAULT_RUN_REGISTRY_PREFIX, Timestamp, run_id_of_record_dir};
 
 use crate::Ctx;
 
@@ -69,17 +69,6 @@ async fn delete(store: &dyn ObjectStore, keys: &[Path]) -> Result<()> {
         store.delete(k).await?;
     }
     Ok(())
-}
-
-/// Default run registry prefix (SPEC 2.4); manifests do not record it.
-const RUN_REGISTRY_PREFIX: &str = "runs";
-
-/// The run id in a run record's directory name `<TS>_run_id=<run_id>_<uuid4hex>`.
-fn run_id_of_record_dir(dir: &str) -> Option<&str> {
-    let rest = &dir[dir.find("_run_id=")? + "_run_id=".len()..];
-    let (id, suffix) = rest.rsplit_once('_')?;
-    (!id.is_empty() && suffix.len() == 32 && suffix.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then_some(id)
 }
 
 /// Whether a run record (`run.yaml`) says a writer may still be building: `running` with a lease
@@ -232,7 +221,7 @@ pub(crate) async fn run(ctx: &Ctx, args: &CleanupArgs) -> Result<ExitCode> {
             |acc, s| acc.intersection(s).cloned().collect(),
         );
         protected.insert(manifest.build.run_id.clone());
-        let leased = leased_runs(store, &loc.child(&[RUN_REGISTRY_PREFIX])).await?;
+        let leased = leased_runs(store, &loc.child(&[DEFAULT_RUN_REGISTRY_PREFIX])).await?;
         for id in &leased {
             if protected.insert(id.clone()) {
                 eprintln!(
@@ -311,11 +300,7 @@ mod tests {
     }
 
     #[test]
-    fn run_records_and_leases() {
-        let dir = "2026-12-01T10:00:00.000000Z_run_id=abc_def_0123456789abcdef0123456789abcdef";
-        assert_eq!(run_id_of_record_dir(dir), Some("abc_def"));
-        assert_eq!(run_id_of_record_dir("2026_run_id=abc"), None);
-        assert_eq!(run_id_of_record_dir("manifests"), None);
+    fn run_record_leases() {
         let now = Timestamp::parse("2026-12-01T10:00:00Z").unwrap();
         let rec = |status: &str, lease: &str| {
             format!("status: {status}\nlease_expires_at: '{lease}'\nrun_id: abc\n")

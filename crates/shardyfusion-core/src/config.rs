@@ -113,7 +113,7 @@ impl Default for OutputOptions {
             run_id: None,
             shard_prefix: "shards".to_owned(),
             db_path_template: DbPathTemplate::default(),
-            run_registry_prefix: "runs".to_owned(),
+            run_registry_prefix: crate::DEFAULT_RUN_REGISTRY_PREFIX.to_owned(),
             local_root: std::env::temp_dir().join("shardyfusion"),
         }
     }

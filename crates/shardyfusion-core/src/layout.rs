@@ -300,6 +300,24 @@ impl fmt::Debug for DbPathTemplate {
     }
 }
 
+/// Default prefix of the run registry under the snapshot prefix (SPEC 2.4).
+pub const DEFAULT_RUN_REGISTRY_PREFIX: &str = "runs";
+
+/// The directory of one run record: `<TS>_run_id=<run_id>_<uuid4hex>` (SPEC 2), with `ts` in
+/// its key form and `uuid_hex` the 32 hex digits of a UUIDv4.
+pub fn run_record_dir(ts: &str, run_id: &str, uuid_hex: &str) -> String {
+    format!("{ts}_run_id={run_id}_{uuid_hex}")
+}
+
+/// The run id in a run record directory name made by [`run_record_dir`], or `None` when the
+/// name is not one.
+pub fn run_id_of_record_dir(dir: &str) -> Option<&str> {
+    let rest = &dir[dir.find("_run_id=")? + "_run_id=".len()..];
+    let (id, suffix) = rest.rsplit_once('_')?;
+    (!id.is_empty() && suffix.len() == 32 && suffix.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some(id)
+}
+
 /// The `db_url` of one shard attempt:
 /// `join(prefix, shard_prefix, "run_id=" + run_id, db_path, "attempt=" + NN)`.
 pub fn shard_attempt_url(
@@ -325,6 +343,22 @@ pub fn shard_attempt_url(
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    #[test]
+    fn run_record_dirs_round_trip() {
+        let dir = run_record_dir(
+            "2026-12-01T10:00:00.000000Z",
+            "abc_def",
+            "0123456789abcdef0123456789abcdef",
+        );
+        assert_eq!(
+            dir,
+            "2026-12-01T10:00:00.000000Z_run_id=abc_def_0123456789abcdef0123456789abcdef"
+        );
+        assert_eq!(run_id_of_record_dir(&dir), Some("abc_def"));
+        assert_eq!(run_id_of_record_dir("2026_run_id=abc"), None);
+        assert_eq!(run_id_of_record_dir("manifests"), None);
+    }
 
     fn rejects(url: &str, needle: &str) {
         let err = PrefixUrl::parse(url).unwrap_err();

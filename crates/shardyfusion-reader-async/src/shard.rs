@@ -119,15 +119,14 @@ async fn warm_metadata(
 ) -> std::result::Result<bool, slatedb::Error> {
     use slatedb::{CacheTarget, DbCacheManagerOps};
     let targets = [CacheTarget::Index, CacheTarget::Filters];
-    let manifest = reader.manifest();
-    let metadata: u64 = manifest
+    let (ids, metadata): (Vec<_>, Vec<u64>) = reader
+        .manifest()
         .all_sst_views()
-        .map(|v| v.sst.info.index_len + v.sst.info.filter_len)
-        .sum();
-    if metadata > budget {
+        .map(|v| (v.sst.id, v.sst.info.index_len + v.sst.info.filter_len))
+        .unzip();
+    if metadata.iter().sum::<u64>() > budget {
         return Ok(false);
     }
-    let ids: Vec<_> = manifest.all_sst_views().map(|v| v.sst.id).collect();
     let warms = ids.into_iter().map(|id| {
         let targets = &targets;
         async move { reader.warm_sst(id, targets).await }

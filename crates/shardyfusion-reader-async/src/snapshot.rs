@@ -166,30 +166,35 @@ impl Snapshot {
         }
     }
 
+    /// The reader of shard `db_id`; `None` for an empty shard (the null reader).
+    fn shard(&self, db_id: u32) -> Result<Option<&Arc<dyn ShardReader>>> {
+        self.readers
+            .get(db_id as usize)
+            .map(Option::as_ref)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::ShardAssignment,
+                    format!("db_id {db_id} outside [0, {})", self.num_dbs()),
+                )
+            })
+    }
+
     /// Several encoded keys of one shard, in the order given.
     pub(crate) async fn read_many(
         &self,
         db_id: u32,
         encoded: &[&[u8]],
     ) -> Result<Vec<Option<Bytes>>> {
-        match self.readers.get(db_id as usize) {
-            Some(Some(r)) => r.multi_get(encoded).await,
-            Some(None) => Ok(vec![None; encoded.len()]),
-            None => Err(Error::new(
-                ErrorKind::ShardAssignment,
-                format!("db_id {db_id} outside [0, {})", self.num_dbs()),
-            )),
+        match self.shard(db_id)? {
+            Some(r) => r.multi_get(encoded).await,
+            None => Ok(vec![None; encoded.len()]),
         }
     }
 
     pub(crate) async fn read(&self, db_id: u32, encoded: &[u8]) -> Result<Option<Bytes>> {
-        match self.readers.get(db_id as usize) {
-            Some(Some(r)) => r.get(encoded).await,
-            Some(None) => Ok(None), // empty shard: the null reader
-            None => Err(Error::new(
-                ErrorKind::ShardAssignment,
-                format!("db_id {db_id} outside [0, {})", self.num_dbs()),
-            )),
+        match self.shard(db_id)? {
+            Some(r) => r.get(encoded).await,
+            None => Ok(None),
         }
     }
 

@@ -52,15 +52,14 @@ impl KvBatch {
 
     /// Append one pair.
     pub fn push(&mut self, key: &[u8], value: &[u8]) {
-        let off = self.data.len();
-        self.data.extend_from_slice(key);
-        self.data.extend_from_slice(value);
-        self.entries.push(Entry {
-            prefix: prefix_of(key),
-            off,
-            key_len: key.len() as u32,
-            value_len: value.len() as u32,
-        });
+        let appended: Result<(), std::convert::Infallible> = self.push_encoded(
+            |out| {
+                out.extend_from_slice(key);
+                Ok(())
+            },
+            value,
+        );
+        let Ok(()) = appended;
     }
 
     /// Append one pair whose key `encode` writes into the buffer (so encoding a key allocates

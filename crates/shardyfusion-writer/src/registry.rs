@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shardyfusion_core::{Timestamp, pyjson, url_join};
+use shardyfusion_core::{Timestamp, pyjson, run_record_dir, url_join};
 use shardyfusion_storage::object_store::{ObjectStoreExt, PutPayload};
 use shardyfusion_storage::{StorageResolver, StoreLocation};
 
@@ -70,10 +70,10 @@ impl RunRegistry {
         db_path_template: &str,
     ) -> Option<RunRegistry> {
         let now = Timestamp::now();
-        let dir = format!(
-            "{}_run_id={run_id}_{}",
-            now.to_key_string(),
-            uuid::Uuid::new_v4().simple()
+        let dir = run_record_dir(
+            &now.to_key_string(),
+            run_id,
+            &uuid::Uuid::new_v4().simple().to_string(),
         );
         let url = url_join(s3_prefix, &[registry_prefix, &dir, "run.yaml"]);
         let loc = match resolver.resolve(&url) {
