@@ -19,6 +19,8 @@
 //! * **Manifest model** — [`RequiredBuildMeta`], [`RequiredShardMeta`], [`ManifestRef`],
 //!   [`CurrentPointer`] and the object-safe async [`ManifestStore`] trait the store crates
 //!   implement.
+//! * **Database stores** — [`sql_store`]: the one implementation of the PostgreSQL and SQLite
+//!   manifest stores over a blocking [`sql_store::SqlBackend`] that each store crate provides.
 //!
 //! Layering: every other crate depends on this one; this one depends on no workspace crate and
 //! on no I/O crate (checked by `cargo xtask tidy`).
@@ -48,6 +50,7 @@ pub mod metrics;
 mod model;
 pub mod pyjson;
 mod sharding;
+pub mod sql_store;
 mod time;
 
 pub use config::{
