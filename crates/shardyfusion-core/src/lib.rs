@@ -52,6 +52,7 @@ pub mod pyjson;
 mod sharding;
 pub mod sql_store;
 mod time;
+mod trust;
 
 pub use config::{
     DEFAULT_BATCH_SIZE, OutputOptions, RetryConfig, WriteConfig, WriteConfigBuilder, WriteOptions,
@@ -82,6 +83,7 @@ pub use sharding::{
     validate_routing_values,
 };
 pub use time::Timestamp;
+pub use trust::{UrlBoundary, confine_manifest, rebase_url};
 
 #[doc(hidden)]
 pub mod reference;

@@ -317,8 +317,16 @@ pub trait ManifestStore: Send + Sync + fmt::Debug {
     /// Published manifests, newest first, at most `limit`.
     async fn list_manifests(&self, limit: usize) -> Result<Vec<ManifestRef>>;
 
-    /// Make an existing manifest current (the rollback primitive).
+    /// Make an existing manifest current (the rollback primitive). Conditional like a
+    /// publish: a concurrent move of the pointer in between is `PublishCurrent`.
     async fn set_current(&self, manifest_ref: &str) -> Result<()>;
+
+    /// The prefix URL that bounds the URLs this store hands out (SPEC 15.3): an object store's
+    /// own prefix. `None` for database stores, whose manifests are bounded by the bucket or
+    /// directory of their own recorded `s3_prefix`.
+    fn data_root(&self) -> Option<String> {
+        None
+    }
 }
 
 #[cfg(test)]

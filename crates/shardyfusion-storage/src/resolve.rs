@@ -145,6 +145,20 @@ impl StorageResolver {
         }
     }
 
+    /// A builder holding this resolver's settings, to derive a variant (stores are built anew).
+    pub fn to_builder(&self) -> StorageResolverBuilder {
+        let i = &self.inner;
+        StorageResolverBuilder {
+            credentials: i.credentials.clone(),
+            s3: i.s3.clone(),
+            env: i.env.clone(),
+            retry: i.retry.clone(),
+            metrics: i.metrics.clone(),
+            overrides: i.overrides.clone(),
+            wrap: i.wrap.clone(),
+        }
+    }
+
     /// The small-object retry policy.
     pub fn retry(&self) -> &StorageRetry {
         &self.inner.retry

@@ -1,11 +1,16 @@
-//! Error classification and retries for small-object operations (pointers, manifests, run
-//! records): throttling, 5xx, timeouts and connection errors are transient and retried; "not
-//! found" is never retried; other failures are permanent.
+//! Error classification (by error variant and status-derived variant, never by message text)
+//! and the one retry layer of small-object operations (pointers, manifests, run records).
+//!
+//! Who retries what: a request to a cloud store (S3) is retried by `object_store`'s HTTP client,
+//! which decides by status code (5xx, 429) and transport error kind; its errors are classified
+//! here but never retried again. [`StorageRetry`] retries transient failures of stores without a
+//! client of their own (local files, memory, and the fault-injecting test wrapper).
 
 use std::future::Future;
 use std::time::Duration;
 
 use object_store::Error as OsError;
+use object_store::client::{HttpError, HttpErrorKind};
 use shardyfusion_core::{Error, ErrorKind, MetricEvent, MetricValue, MetricsCollector};
 
 use crate::fault::InjectedFault;
@@ -15,17 +20,31 @@ use crate::fault::InjectedFault;
 pub enum ErrorClass {
     /// The object does not exist.
     NotFound,
+    /// A conditional request lost (`If-Match` / `If-None-Match`: the object changed or exists).
+    Conflict,
+    /// The store refused the credentials (401/403): fix the configuration, do not retry.
+    Denied,
     /// Worth retrying (throttling, 5xx, timeout, connection).
     Transient,
     /// Retrying will not help.
     Permanent,
 }
 
-/// Classify an `object_store` error (SPEC 12.3).
+/// Stores whose requests go through `object_store`'s HTTP client and its status-code retries.
+const CLIENT_STORES: [&str; 4] = ["S3", "GCS", "MicrosoftAzure", "HTTP"];
+
+/// Classify an `object_store` error (SPEC 12.3, 15.2): by variant, and for `Generic` errors by
+/// the typed errors in the source chain (an injected fault, an HTTP transport error, an I/O
+/// error). `object_store` maps the client-error statuses (304, 401, 403, 404, 409, 412) to their
+/// own variants, so a cloud store's remaining `Generic` status error is a server-side failure
+/// (5xx, 429) that outlived the client's retries: transient.
 pub fn classify(err: &OsError) -> ErrorClass {
     match err {
         OsError::NotFound { .. } => ErrorClass::NotFound,
-        OsError::Generic { source, .. } => {
+        OsError::Precondition { .. } | OsError::AlreadyExists { .. } => ErrorClass::Conflict,
+        OsError::PermissionDenied { .. } | OsError::Unauthenticated { .. } => ErrorClass::Denied,
+        OsError::JoinError { .. } => ErrorClass::Transient,
+        OsError::Generic { store, source } => {
             let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
             while let Some(e) = cur {
                 if let Some(f) = e.downcast_ref::<InjectedFault>() {
@@ -35,27 +54,58 @@ pub fn classify(err: &OsError) -> ErrorClass {
                         ErrorClass::Permanent
                     };
                 }
-                if e.downcast_ref::<object_store::client::HttpError>()
-                    .is_some()
-                {
-                    return ErrorClass::Transient;
+                if let Some(h) = e.downcast_ref::<HttpError>() {
+                    return match h.kind() {
+                        HttpErrorKind::Decode => ErrorClass::Permanent,
+                        _ => ErrorClass::Transient,
+                    };
                 }
-                let text = e.to_string();
-                if text.contains("status code: 5")
-                    || text.contains("429")
-                    || text.contains("SlowDown")
-                    || text.contains("timed out")
-                    || text.contains("onnection")
-                    || text.contains("retries, max_retries")
-                {
-                    return ErrorClass::Transient;
+                if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                    return io_class(io.kind());
                 }
                 cur = e.source();
             }
-            ErrorClass::Permanent
+            if CLIENT_STORES.contains(store) {
+                ErrorClass::Transient
+            } else {
+                ErrorClass::Permanent
+            }
         }
-        OsError::JoinError { .. } => ErrorClass::Transient,
         _ => ErrorClass::Permanent,
+    }
+}
+
+fn io_class(kind: std::io::ErrorKind) -> ErrorClass {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::NotFound => ErrorClass::NotFound,
+        K::AlreadyExists => ErrorClass::Conflict,
+        K::PermissionDenied => ErrorClass::Denied,
+        K::TimedOut
+        | K::Interrupted
+        | K::WouldBlock
+        | K::ConnectionReset
+        | K::ConnectionRefused
+        | K::ConnectionAborted
+        | K::NotConnected
+        | K::BrokenPipe => ErrorClass::Transient,
+        _ => ErrorClass::Permanent,
+    }
+}
+
+/// Whether `err` was raised by a store whose HTTP client already retried it (a cloud store's
+/// own error, not one injected by a test wrapper around it).
+fn retried_by_client(err: &OsError) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.downcast_ref::<InjectedFault>().is_some() {
+            return false;
+        }
+        cur = e.source();
+    }
+    match err {
+        OsError::Generic { store, .. } => CLIENT_STORES.contains(store),
+        _ => false,
     }
 }
 
@@ -123,7 +173,7 @@ impl StorageRetry {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     let class = classify(&e);
-                    if class != ErrorClass::Transient {
+                    if class != ErrorClass::Transient || retried_by_client(&e) {
                         return Err(RetryFailure {
                             class,
                             attempts: attempt,
@@ -178,17 +228,23 @@ pub struct RetryFailure {
 
 impl RetryFailure {
     /// Convert to a shardyfusion error: transient failures that outlived the retries are
-    /// `S3Transient`; everything else gets `kind`. The message names the operation and URL.
+    /// `S3Transient`; refused credentials are `ConfigValidation` (not retryable: fix the
+    /// credentials); everything else gets `kind`. The message names the operation and URL.
     pub fn into_error(self, kind: ErrorKind, what: &str) -> Error {
-        let kind = if self.class == ErrorClass::Transient {
-            ErrorKind::S3Transient
-        } else {
-            kind
+        let kind = match self.class {
+            ErrorClass::Transient => ErrorKind::S3Transient,
+            ErrorClass::Denied => ErrorKind::ConfigValidation,
+            _ => kind,
         };
         let msg = match self.class {
-            ErrorClass::Transient => format!(
+            ErrorClass::Transient if self.attempts > 1 => format!(
                 "{what} failed after {} attempts: {}",
                 self.attempts, self.error
+            ),
+            ErrorClass::Denied => format!(
+                "{what} was refused by the store: check the credentials (access key, secret, \
+                 session token or role) and the bucket policy: {}",
+                self.error
             ),
             _ => format!("{what} failed: {}", self.error),
         };

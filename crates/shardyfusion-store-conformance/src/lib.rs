@@ -9,7 +9,7 @@
 //! `list_manifests` newest first with a limit; `set_current` to an older manifest (rollback) and
 //! back; unknown refs are errors; a corrupt manifest is `ManifestParse`; concurrent publishes
 //! from several tasks all land and the pointer ends on one of them; an unreachable backend is a
-//! retryable error.
+//! retryable error; a run id is published once (republishing is `ConfigValidation`).
 //!
 //! Layering: depends on `shardyfusion-core` only; store crates use it as a dev-dependency.
 
@@ -34,6 +34,14 @@ pub trait ConformanceTarget: Send + Sync {
     async fn corrupt(&self, store: &Arc<dyn ManifestStore>, manifest_ref: &str);
     /// A store whose backend cannot be reached, or `None` where that cannot happen (memory).
     async fn unavailable(&self) -> Option<Arc<dyn ManifestStore>>;
+}
+
+/// Where a check's snapshots claim to live: the store's own prefix when it has one (object
+/// stores only hand out URLs inside it), else a fixed S3 prefix.
+pub fn prefix_of(store: &Arc<dyn ManifestStore>) -> String {
+    store
+        .data_root()
+        .unwrap_or_else(|| "s3://bucket/conformance".to_owned())
 }
 
 /// A build row and shard rows for run `run_id`: `num_dbs` 4, shards 0, 1 and 3 non-empty.
@@ -68,7 +76,7 @@ pub fn sample_snapshot(run_id: &str, prefix: &str) -> (RequiredBuildMeta, Vec<Re
 }
 
 async fn publish(store: &Arc<dyn ManifestStore>, run_id: &str) -> ManifestRef {
-    let (build, shards) = sample_snapshot(run_id, "s3://bucket/conformance");
+    let (build, shards) = sample_snapshot(run_id, &prefix_of(store));
     let r = store.publish(&build, &shards, &NoopPublishObserver).await;
     let r = r.unwrap_or_else(|e| panic!("publish {run_id}: {e}"));
     // Distinct timestamps for ordering checks.
@@ -83,8 +91,80 @@ pub async fn run_all(target: &dyn ConformanceTarget) {
     history_and_rollback(target).await;
     unknown_refs(target).await;
     corrupt_manifest(target).await;
+    republish_refused(target).await;
     concurrent_publishes(target).await;
     unavailable_backend(target).await;
+}
+
+/// A run id is published once (SPEC 15.1): publishing it again, with the same or with changed
+/// content, fails with `ConfigValidation` ("run id already published", naming the run id), and
+/// the first manifest, the history and the pointer stay as they were, also after another run
+/// became current.
+pub async fn republish_refused(target: &dyn ConformanceTarget) {
+    let store = target.fresh().await;
+    let first = publish(&store, "rp1").await;
+    let original = store.load_manifest(&first.manifest_ref).await.unwrap();
+    let prefix = original.build.s3_prefix.clone();
+    let again = sample_snapshot("rp1", &prefix);
+    let (mut changed, mut changed_shards) = sample_snapshot("rp1", &prefix);
+    changed.custom.insert("changed".into(), true.into());
+    changed_shards.truncate(1);
+    changed_shards[0].row_count = 1;
+    let refused = |what: &str, r: shardyfusion_core::Result<ManifestRef>| {
+        let err = r.expect_err(&format!("republish_refused: {what} must fail"));
+        assert_eq!(
+            err.kind(),
+            ErrorKind::ConfigValidation,
+            "republish_refused: {what}: {err}"
+        );
+        assert!(
+            err.message().contains("run id already published") && err.message().contains("rp1"),
+            "republish_refused: {what}: the message names the rule and the run id: {err}"
+        );
+    };
+    for (what, (build, shards)) in [
+        ("same content", again.clone()),
+        ("changed content", (changed, changed_shards)),
+    ] {
+        refused(
+            what,
+            store.publish(&build, &shards, &NoopPublishObserver).await,
+        );
+        let cur = store.load_current().await.unwrap().unwrap();
+        assert_eq!(
+            (cur.manifest_ref.as_str(), cur.run_id.as_str()),
+            (first.manifest_ref.as_str(), "rp1"),
+            "republish_refused: {what}: the pointer still names the first publish"
+        );
+        assert_eq!(
+            store.load_manifest(&first.manifest_ref).await.unwrap(),
+            original,
+            "republish_refused: {what}: the first manifest is unchanged"
+        );
+    }
+    let second = publish(&store, "rp2").await;
+    refused(
+        "after another run",
+        store
+            .publish(&again.0, &again.1, &NoopPublishObserver)
+            .await,
+    );
+    assert_eq!(
+        store.load_current().await.unwrap().unwrap().manifest_ref,
+        second.manifest_ref,
+        "republish_refused: a refused republish does not move the pointer back"
+    );
+    let listed = store.list_manifests(10).await.unwrap();
+    assert_eq!(
+        listed.len(),
+        2,
+        "republish_refused: history holds each run once: {listed:?}"
+    );
+    assert_eq!(
+        store.load_manifest(&first.manifest_ref).await.unwrap(),
+        original,
+        "republish_refused: the first manifest is unchanged at the end"
+    );
 }
 
 /// A store that never published has no current pointer and no history.
@@ -115,7 +195,7 @@ impl PublishObserver for Recording {
 /// publish → load_current → load_manifest returns what was published.
 pub async fn round_trip(target: &dyn ConformanceTarget) {
     let store = target.fresh().await;
-    let (build, shards) = sample_snapshot("rt1", "s3://bucket/conformance");
+    let (build, shards) = sample_snapshot("rt1", &prefix_of(&store));
     let observer = Recording(Default::default());
     let r = store.publish(&build, &shards, &observer).await.unwrap();
     assert_eq!(r.run_id, "rt1", "round_trip: ref run_id");
@@ -242,46 +322,57 @@ pub async fn corrupt_manifest(target: &dyn ConformanceTarget) {
     );
 }
 
-/// Several tasks publish at once: all land, and the pointer names one of them.
+/// Several tasks publish at once. Every manifest lands; each publish either made its manifest
+/// current or failed with `PublishCurrent` (the pointer moved under it: compare-and-swap, never a
+/// silent overwrite); at least one succeeded and the pointer names a successful one.
 pub async fn concurrent_publishes(target: &dyn ConformanceTarget) {
     let store = target.fresh().await;
     let mut tasks = Vec::new();
     for i in 0..6 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            let (build, shards) = sample_snapshot(&format!("cc{i}"), "s3://bucket/conformance");
+            let (build, shards) = sample_snapshot(&format!("cc{i}"), &prefix_of(&store));
             store.publish(&build, &shards, &NoopPublishObserver).await
         }));
     }
-    let mut refs = Vec::new();
+    let (mut won, mut landed) = (Vec::new(), Vec::new());
     for t in tasks {
-        refs.push(
-            t.await
-                .unwrap()
-                .unwrap_or_else(|e| panic!("concurrent publish: {e}")),
-        );
+        match t.await.unwrap() {
+            Ok(r) => {
+                landed.push(r.manifest_ref.clone());
+                won.push(r);
+            }
+            Err(e) => {
+                assert_eq!(
+                    e.kind(),
+                    ErrorKind::PublishCurrent,
+                    "concurrent: a losing publish is PublishCurrent: {e}"
+                );
+                assert!(
+                    e.message().contains("moved concurrently"),
+                    "concurrent: the error says what happened: {e}"
+                );
+                landed.push(
+                    e.manifest_ref()
+                        .expect("concurrent: PublishCurrent carries the manifest ref")
+                        .to_owned(),
+                );
+            }
+        }
     }
+    assert!(!won.is_empty(), "concurrent: at least one publish wins");
     let listed = store.list_manifests(100).await.unwrap();
-    for r in &refs {
+    for r in &landed {
         assert!(
-            listed.iter().any(|m| m.manifest_ref == r.manifest_ref),
-            "concurrent: {} listed",
-            r.run_id
+            listed.iter().any(|m| &m.manifest_ref == r),
+            "concurrent: {r} listed"
         );
-        assert_eq!(
-            store
-                .load_manifest(&r.manifest_ref)
-                .await
-                .unwrap()
-                .build
-                .run_id,
-            r.run_id
-        );
+        store.load_manifest(r).await.unwrap();
     }
     let cur = store.load_current().await.unwrap().unwrap();
     assert!(
-        refs.iter().any(|r| r.manifest_ref == cur.manifest_ref),
-        "concurrent: pointer on one of them"
+        won.iter().any(|r| r.manifest_ref == cur.manifest_ref),
+        "concurrent: pointer on a publish that reported success"
     );
 }
 
@@ -299,7 +390,7 @@ pub async fn unavailable_backend(target: &dyn ConformanceTarget) {
         ),
         "unavailable: {err}"
     );
-    let (build, shards) = sample_snapshot("x1", "s3://bucket/conformance");
+    let (build, shards) = sample_snapshot("x1", &prefix_of(&store));
     let err = store
         .publish(&build, &shards, &NoopPublishObserver)
         .await

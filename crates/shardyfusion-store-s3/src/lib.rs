@@ -29,6 +29,7 @@
 
 mod memory;
 mod object;
+mod pointer;
 
 pub use memory::InMemoryManifestStore;
 pub use object::ObjectStoreManifestStore;

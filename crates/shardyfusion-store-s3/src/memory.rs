@@ -80,8 +80,13 @@ impl ManifestStore for InMemoryManifestStore {
         };
         {
             let mut s = self.lock();
-            s.manifests
-                .retain(|(m, _)| m.manifest_ref != r.manifest_ref);
+            if s.manifests.iter().any(|(m, _)| m.run_id == r.run_id) {
+                return Err(Error::config(format!(
+                    "run id already published: {:?} has a manifest in this store; a published \
+                     snapshot is never written again, so write under a new run id",
+                    r.run_id
+                )));
+            }
             s.manifests.push((r.clone(), image));
             s.current = Some(r.clone());
         }

@@ -1,12 +1,10 @@
 //! [`ObjectStoreManifestStore`]: manifests and the `_CURRENT` pointer as objects under a prefix.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use shardyfusion_core::{
     CURRENT_POINTER_KEY, CurrentPointer, Error, ErrorKind, MANIFEST_CONTENT_TYPE, ManifestRef,
     ManifestStore, ParsedManifest, PublishObserver, RequiredBuildMeta, RequiredShardMeta, Result,
-    Timestamp, url_join,
+    Timestamp, UrlBoundary, confine_manifest, url_join,
 };
 use shardyfusion_manifest::{build_manifest, parse_manifest, pointer_from_json, pointer_to_json};
 use shardyfusion_storage::object_store::path::Path;
@@ -15,23 +13,25 @@ use shardyfusion_storage::object_store::{
 };
 use shardyfusion_storage::{ErrorClass, StorageResolver, StorageRetry, StoreLocation};
 
-/// Pointer-write retries after the first failure: immediately, then after 1 s and 2 s.
-const POINTER_RETRY_DELAYS: [Duration; 3] = [
-    Duration::ZERO,
-    Duration::from_secs(1),
-    Duration::from_secs(2),
-];
+use crate::pointer::{self, Seen, Swap, UpdateMode};
 
 /// A `ManifestStore` on any object store: `s3://`, `file://`, a local path or `memory://`.
 ///
 /// Layout under the prefix: `manifests/<TS>_run_id=<id>/manifest` (one SQLite image per publish,
 /// `<TS>` = `%Y-%m-%dT%H:%M:%S.%fZ`) and `_CURRENT`. Refs are absolute manifest URLs.
+///
+/// Invariants it enforces: a run id is published once (a second publish of it is
+/// `ConfigValidation`, and manifest objects are written create-only); the pointer moves by
+/// compare-and-swap against the version read before the publish or rollback (SPEC 15.2); every
+/// manifest ref and `db_url` it hands out lies inside its trust boundary, after rebasing a
+/// copied snapshot onto the prefix it was opened at (SPEC 15.3).
 #[derive(Debug, Clone)]
 pub struct ObjectStoreManifestStore {
     resolver: StorageResolver,
     root: StoreLocation,
     pointer_key: String,
-    pointer_retry_delays: Vec<Duration>,
+    boundary: UrlBoundary,
+    update_mode: UpdateMode,
 }
 
 impl ObjectStoreManifestStore {
@@ -45,25 +45,54 @@ impl ObjectStoreManifestStore {
     /// ```
     pub fn new(prefix_url: &str, resolver: StorageResolver) -> Result<Self> {
         let root = resolver.resolve(prefix_url)?;
+        let boundary = UrlBoundary::new(&root.url)?;
+        // LocalFileSystem has no PutMode::Update: a lock file serializes pointer updates there.
+        let update_mode = if root.url.starts_with("file://") {
+            UpdateMode::Locked
+        } else {
+            UpdateMode::Versioned
+        };
         Ok(ObjectStoreManifestStore {
             resolver,
             root,
             pointer_key: CURRENT_POINTER_KEY.to_owned(),
-            pointer_retry_delays: POINTER_RETRY_DELAYS.to_vec(),
+            boundary,
+            update_mode,
         })
+    }
+
+    /// Also follow manifest refs and `db_url`s under these URL prefixes (by default only the
+    /// store's own bucket, store name or directory is trusted; SPEC 15.3).
+    #[must_use]
+    pub fn with_allowed_url_prefixes<S: AsRef<str>>(
+        mut self,
+        prefixes: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.boundary = self.boundary.allow(prefixes);
+        self
+    }
+
+    /// Write the pointer with plain PUTs, for S3-compatible servers that refuse conditional
+    /// writes. A concurrent publish or rollback can then be overwritten silently: opt in only
+    /// when one writer at a time is guaranteed by other means.
+    #[must_use]
+    pub fn with_unconditional_pointer_writes(mut self, on: bool) -> Self {
+        if on {
+            self.update_mode = UpdateMode::Unconditional;
+        } else if self.update_mode == UpdateMode::Unconditional {
+            self.update_mode = if self.root.url.starts_with("file://") {
+                UpdateMode::Locked
+            } else {
+                UpdateMode::Versioned
+            };
+        }
+        self
     }
 
     /// Use another pointer object name than `_CURRENT`.
     #[must_use]
     pub fn with_pointer_key(mut self, key: impl Into<String>) -> Self {
         self.pointer_key = key.into();
-        self
-    }
-
-    /// Override the delays between pointer-write retries (tests use zero).
-    #[must_use]
-    pub fn with_pointer_retry_delays(mut self, delays: Vec<Duration>) -> Self {
-        self.pointer_retry_delays = delays;
         self
     }
 
@@ -93,31 +122,126 @@ impl ObjectStoreManifestStore {
         }
     }
 
-    async fn write_pointer(&self, manifest_ref: &str, run_id: &str) -> Result<()> {
-        let pointer = CurrentPointer::new(manifest_ref, run_id, Timestamp::now());
-        let body = pointer_to_json(&pointer);
+    fn pointer_location(&self) -> (StoreLocation, Path) {
         let path = self.root.child(&[&self.pointer_key]);
-        let store = &self.root.store;
-        self.retry()
-            .run(
-                "put_current",
-                self.resolver.metrics().map(|m| m.as_ref()),
-                || {
-                    store.put_opts(
-                        &path,
-                        PutPayload::from(body.clone().into_bytes()),
-                        self.put_options("application/json"),
-                    )
-                },
-            )
+        let loc = StoreLocation {
+            path: path.clone(),
+            url: self.pointer_url(),
+            ..self.root.clone()
+        };
+        (loc, path)
+    }
+
+    /// The pointer and its version, as seen before a publish or rollback.
+    async fn read_pointer(&self) -> Result<Seen> {
+        let (loc, path) = self.pointer_location();
+        pointer::read(&self.resolver, &loc, &path)
             .await
-            .map(|_| ())
             .map_err(|f| {
                 f.into_error(
                     ErrorKind::ManifestStore,
-                    &format!("writing {}", self.pointer_url()),
+                    &format!("reading {}", self.pointer_url()),
                 )
             })
+    }
+
+    /// Move the pointer to `manifest_ref` if it is still what `seen` says (SPEC 15.2). When the
+    /// condition fails, the pointer is read again: naming `manifest_ref` already means an earlier
+    /// try of this very update landed; anything else is a concurrent move, reported as
+    /// `PublishCurrent`.
+    async fn swap_pointer(&self, seen: &Seen, manifest_ref: &str, run_id: &str) -> Result<()> {
+        let pointer = CurrentPointer::new(manifest_ref, run_id, Timestamp::now());
+        let body = pointer_to_json(&pointer);
+        let (loc, path) = self.pointer_location();
+        let opts = self.put_options("application/json");
+        let outcome = pointer::swap(
+            &self.resolver,
+            &loc,
+            &path,
+            seen,
+            body.as_bytes(),
+            self.update_mode,
+            opts,
+        )
+        .await
+        .map_err(|f| {
+            let refused = matches!(
+                f.error,
+                shardyfusion_storage::object_store::Error::NotImplemented { .. }
+                    | shardyfusion_storage::object_store::Error::NotSupported { .. }
+            );
+            let e = f.into_error(
+                ErrorKind::ManifestStore,
+                &format!("writing {}", self.pointer_url()),
+            );
+            if refused {
+                Error::new(
+                    ErrorKind::PublishCurrent,
+                    format!(
+                        "the store refused the conditional write of {} ({}); the pointer was \
+                         not changed. Use a server that honours If-Match / If-None-Match, or opt \
+                         into unconditional pointer writes if only one writer ever publishes",
+                        self.pointer_url(),
+                        e.message()
+                    ),
+                )
+                .with_manifest_ref(manifest_ref)
+                .with_source(e)
+            } else {
+                e
+            }
+        })?;
+        match outcome {
+            Swap::Done => Ok(()),
+            Swap::Lost => {
+                let now = self.read_pointer().await?;
+                let now = match now.bytes() {
+                    None => None,
+                    Some(b) => Some(pointer_from_json(b)?),
+                };
+                match now {
+                    Some(p) if p.manifest_ref == manifest_ref => Ok(()),
+                    other => Err(pointer::moved_concurrently(
+                        &self.pointer_url(),
+                        manifest_ref,
+                        other.as_ref().map(|p| p.manifest_ref.as_str()),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Whether run `run_id` already has a manifest under this prefix.
+    async fn run_id_published(&self, run_id: &str) -> Result<bool> {
+        Ok(self
+            .list_manifests(usize::MAX)
+            .await?
+            .iter()
+            .any(|m| m.run_id == run_id))
+    }
+
+    /// Where to read `manifest_ref`: a ref of this store's layout (`…/manifests/<TS>_run_id=<id>/
+    /// manifest`) is read under the prefix the store was opened at, so a copied snapshot reads
+    /// its own manifests; any other ref must lie inside the trust boundary.
+    fn manifest_location(&self, manifest_ref: &str) -> Result<StoreLocation> {
+        let parts: Vec<&str> = manifest_ref
+            .trim_end_matches('/')
+            .rsplit('/')
+            .take(3)
+            .collect();
+        if let [name, dir, manifests] = parts[..]
+            && name == "manifest"
+            && manifests == "manifests"
+            && parse_manifest_dir(dir).is_some()
+        {
+            return Ok(StoreLocation {
+                path: self.root.child(&["manifests", dir, "manifest"]),
+                url: url_join(&self.root.url, &["manifests", dir, "manifest"]),
+                ..self.root.clone()
+            });
+        }
+        self.boundary.check(manifest_ref, "manifest ref")?;
+        self.resolver.resolve(manifest_ref)
     }
 
     async fn get_bytes(&self, loc: &StoreLocation, what: &str) -> Result<Option<Vec<u8>>> {
@@ -183,7 +307,17 @@ impl ManifestStore for ObjectStoreManifestStore {
         observer: &dyn PublishObserver,
     ) -> Result<ManifestRef> {
         let image = build_manifest(build, shards)?;
-        // Phase 1: the manifest object. Nothing is visible until the pointer moves.
+        // The version the pointer update is conditional on (SPEC 15.2).
+        let seen = self.read_pointer().await?;
+        // A run id is published once (SPEC 15.1).
+        if self.run_id_published(&build.run_id).await? {
+            return Err(Error::config(format!(
+                "run id already published: {:?} has a manifest under {}; a published snapshot \
+                 is never written again, so write under a new run id",
+                build.run_id, self.root.url
+            )));
+        }
+        // Phase 1: the manifest object, create-only. Nothing is visible until the pointer moves.
         let now = Timestamp::now();
         let dir = format!("{}_run_id={}", now.to_key_string(), build.run_id);
         let path = self.root.child(&["manifests", &dir, "manifest"]);
@@ -203,8 +337,13 @@ impl ManifestStore for ObjectStoreManifestStore {
                     ErrorKind::ManifestStore,
                     &format!("writing manifest {manifest_ref}"),
                 );
+                let kind = if e.kind() == ErrorKind::ConfigValidation {
+                    ErrorKind::ConfigValidation
+                } else {
+                    ErrorKind::PublishManifest
+                };
                 Error::new(
-                    ErrorKind::PublishManifest,
+                    kind,
                     format!(
                         "publishing the manifest failed; nothing became current: {}",
                         e.message()
@@ -214,28 +353,25 @@ impl ManifestStore for ObjectStoreManifestStore {
             })?;
         observer.manifest_published(&manifest_ref);
 
-        // Phase 2: the pointer, retried; on failure the manifest exists but is not current.
-        let mut last = self.write_pointer(&manifest_ref, &build.run_id).await.err();
-        for delay in &self.pointer_retry_delays {
-            if last.is_none() {
-                break;
-            }
-            tracing::warn!(manifest_ref, ?delay, "retrying the _CURRENT pointer update");
-            tokio::time::sleep(*delay).await;
-            last = self.write_pointer(&manifest_ref, &build.run_id).await.err();
-        }
-        if let Some(e) = last {
-            return Err(Error::new(
-                ErrorKind::PublishCurrent,
-                format!(
-                    "manifest {manifest_ref} was written but {} could not be updated: {}",
-                    self.pointer_url(),
-                    e.message()
-                ),
-            )
-            .with_manifest_ref(&manifest_ref)
-            .with_source(e));
-        }
+        // Phase 2: the pointer, by compare-and-swap; on failure the manifest exists but is not
+        // current.
+        self.swap_pointer(&seen, &manifest_ref, &build.run_id)
+            .await
+            .map_err(|e| {
+                if e.kind() == ErrorKind::PublishCurrent {
+                    return e;
+                }
+                Error::new(
+                    ErrorKind::PublishCurrent,
+                    format!(
+                        "manifest {manifest_ref} was written but {} could not be updated: {}",
+                        self.pointer_url(),
+                        e.message()
+                    ),
+                )
+                .with_manifest_ref(&manifest_ref)
+                .with_source(e)
+            })?;
         observer.current_published(&manifest_ref);
         Ok(ManifestRef {
             manifest_ref,
@@ -245,11 +381,7 @@ impl ManifestStore for ObjectStoreManifestStore {
     }
 
     async fn load_current(&self) -> Result<Option<ManifestRef>> {
-        let loc = StoreLocation {
-            path: self.root.child(&[&self.pointer_key]),
-            url: self.pointer_url(),
-            ..self.root.clone()
-        };
+        let (loc, _) = self.pointer_location();
         match self.get_bytes(&loc, "pointer").await? {
             None => Ok(None),
             Some(bytes) => Ok(Some(pointer_from_json(&bytes)?.to_manifest_ref())),
@@ -257,15 +389,18 @@ impl ManifestStore for ObjectStoreManifestStore {
     }
 
     async fn load_manifest(&self, manifest_ref: &str) -> Result<ParsedManifest> {
-        // Resolve the ref with its own scheme and bucket (never this store's bucket by default).
-        let loc = self.resolver.resolve(manifest_ref)?;
-        match self.get_bytes(&loc, "manifest").await? {
-            Some(bytes) => parse_manifest(&bytes),
-            None => Err(Error::new(
-                ErrorKind::ManifestStore,
-                format!("manifest not found: {manifest_ref}"),
-            )),
-        }
+        let loc = self.manifest_location(manifest_ref)?;
+        let mut manifest = match self.get_bytes(&loc, "manifest").await? {
+            Some(bytes) => parse_manifest(&bytes)?,
+            None => {
+                return Err(Error::new(
+                    ErrorKind::ManifestStore,
+                    format!("manifest not found: {manifest_ref}"),
+                ));
+            }
+        };
+        confine_manifest(&mut manifest, Some(&self.root.url), &self.boundary)?;
+        Ok(manifest)
     }
 
     async fn list_manifests(&self, limit: usize) -> Result<Vec<ManifestRef>> {
@@ -309,11 +444,17 @@ impl ManifestStore for ObjectStoreManifestStore {
         Ok(refs)
     }
 
+    fn data_root(&self) -> Option<String> {
+        Some(self.root.url.clone())
+    }
+
     async fn set_current(&self, manifest_ref: &str) -> Result<()> {
         let run_id = run_id_of(manifest_ref)?.to_owned();
+        // The version the rollback is conditional on, read before anything else.
+        let seen = self.read_pointer().await?;
         // Validate first: never point readers at a manifest that does not load.
         self.load_manifest(manifest_ref).await?;
-        self.write_pointer(manifest_ref, &run_id).await
+        self.swap_pointer(&seen, manifest_ref, &run_id).await
     }
 }
 

@@ -206,20 +206,102 @@ async fn counting_store_counts_each_kind() {
 }
 
 #[test]
-fn classification() {
+fn classification_is_by_variant_never_by_message_text() {
+    use object_store::client::{HttpError, HttpErrorKind};
     let nf = object_store::Error::NotFound {
         path: "x".into(),
         source: "gone".into(),
     };
     assert_eq!(classify(&nf), ErrorClass::NotFound);
-    let s503 = object_store::Error::Generic {
-        store: "S3",
-        source: "Server returned non-2xx status code: 503 Service Unavailable".into(),
-    };
-    assert_eq!(classify(&s503), ErrorClass::Transient);
+    for conflict in [
+        object_store::Error::Precondition {
+            path: "x".into(),
+            source: "etag".into(),
+        },
+        object_store::Error::AlreadyExists {
+            path: "x".into(),
+            source: "exists".into(),
+        },
+    ] {
+        assert_eq!(classify(&conflict), ErrorClass::Conflict);
+    }
     let denied = object_store::Error::PermissionDenied {
         path: "x".into(),
         source: "no".into(),
     };
-    assert_eq!(classify(&denied), ErrorClass::Permanent);
+    assert_eq!(classify(&denied), ErrorClass::Denied);
+    let unauthenticated = object_store::Error::Unauthenticated {
+        path: "x".into(),
+        source: "no".into(),
+    };
+    assert_eq!(classify(&unauthenticated), ErrorClass::Denied);
+    // A transport failure of the HTTP client: transient.
+    let io = std::io::Error::other("reset");
+    let timeout = object_store::Error::Generic {
+        store: "S3",
+        source: Box::new(HttpError::new(HttpErrorKind::Timeout, io)),
+    };
+    assert_eq!(classify(&timeout), ErrorClass::Transient);
+    // Text that looks like throttling or a 5xx decides nothing: a local store's generic error
+    // naming an object key `db=00429` or a `.503…Z` timestamp is permanent.
+    for text in [
+        "writing s3://b/p/shards/db=00429/attempt=00 failed",
+        "manifests/2026-03-14T10:30:00.503000Z_run_id=x status code: 503 connection timed out",
+    ] {
+        let e = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: text.into(),
+        };
+        assert_eq!(classify(&e), ErrorClass::Permanent, "{text}");
+    }
+    // I/O errors of local stores by their kind.
+    let local = |kind| object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: Box::new(std::io::Error::new(kind, "x")),
+    };
+    assert_eq!(
+        classify(&local(std::io::ErrorKind::TimedOut)),
+        ErrorClass::Transient
+    );
+    assert_eq!(
+        classify(&local(std::io::ErrorKind::PermissionDenied)),
+        ErrorClass::Denied
+    );
+    assert_eq!(
+        classify(&local(std::io::ErrorKind::InvalidData)),
+        ErrorClass::Permanent
+    );
+    // A status error that outlived the S3 client's own status-code retries (5xx, 429).
+    let s3_status = object_store::Error::Generic {
+        store: "S3",
+        source: "opaque".into(),
+    };
+    assert_eq!(classify(&s3_status), ErrorClass::Transient);
+}
+
+#[tokio::test]
+async fn errors_the_s3_client_already_retried_are_not_retried_again() {
+    let retry = StorageRetry::fast(4);
+    let mut calls = 0;
+    let fail = retry
+        .run("get", None, || {
+            calls += 1;
+            async {
+                Err::<(), _>(object_store::Error::Generic {
+                    store: "S3",
+                    source: "503 after the client's retries".into(),
+                })
+            }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (fail.class, fail.attempts, calls),
+        (ErrorClass::Transient, 1, 1)
+    );
+    assert_eq!(
+        fail.into_error(ErrorKind::ManifestStore, "GET s3://b/k")
+            .kind(),
+        ErrorKind::S3Transient
+    );
 }

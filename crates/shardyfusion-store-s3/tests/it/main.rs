@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod cas;
 mod conformance;
 mod publish;
 

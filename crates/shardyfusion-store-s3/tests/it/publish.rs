@@ -2,7 +2,6 @@
 //! before the pointer write leaves `_CURRENT` exactly as it was.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use shardyfusion_core::metrics::RecordingCollector;
 use shardyfusion_core::{ErrorKind, ManifestStore, MetricEvent, NoopPublishObserver, Timestamp};
@@ -67,9 +66,7 @@ fn faulty() -> (
         .metrics(metrics.clone())
         .bucket_override("faulty", faults.clone() as Arc<dyn ObjectStore>)
         .build();
-    let store = ObjectStoreManifestStore::new("s3://faulty/snap", resolver)
-        .unwrap()
-        .with_pointer_retry_delays(vec![Duration::ZERO; 3]);
+    let store = ObjectStoreManifestStore::new("s3://faulty/snap", resolver).unwrap();
     (faults, store, metrics)
 }
 
@@ -136,7 +133,8 @@ async fn pointer_failure_is_publish_current_with_the_manifest_ref() {
     assert_eq!(err.kind(), ErrorKind::PublishCurrent, "{err}");
     let written = err.manifest_ref().unwrap().to_owned();
     assert!(written.contains("_run_id=new/manifest"), "{written}");
-    // The manifest exists, the pointer did not move; 1 try + 3 retries were made.
+    // The manifest exists, the pointer did not move; a permanent fault is tried once (one retry
+    // layer, and it retries only transient failures).
     assert_eq!(
         store.load_manifest(&written).await.unwrap().build.run_id,
         "new"
@@ -145,7 +143,7 @@ async fn pointer_failure_is_publish_current_with_the_manifest_ref() {
         store.load_current().await.unwrap().unwrap().manifest_ref,
         old.manifest_ref
     );
-    assert_eq!(faults.gate().injected(), 4);
+    assert_eq!(faults.gate().injected(), 1);
     // An operator can finish the publish later with set_current.
     faults.gate().clear();
     store.set_current(&written).await.unwrap();
@@ -189,11 +187,11 @@ async fn corrupt_pointer_is_manifest_parse() {
 }
 
 #[tokio::test]
-async fn manifests_in_another_bucket_resolve_with_their_own_bucket() {
+async fn refs_and_db_urls_outside_the_store_are_refused() {
     let a: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let b: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let resolver = StorageResolver::builder()
-        .bucket_override("bucket-a", a)
+        .bucket_override("bucket-a", a.clone())
         .bucket_override("bucket-b", b)
         .build();
     let store_b = ObjectStoreManifestStore::new("s3://bucket-b/p", resolver.clone()).unwrap();
@@ -202,20 +200,87 @@ async fn manifests_in_another_bucket_resolve_with_their_own_bucket() {
         .publish(&bb, &sb, &NoopPublishObserver)
         .await
         .unwrap();
-    // A store on bucket-a can load (and point at) a manifest that lives in bucket-b.
-    let store_a = ObjectStoreManifestStore::new("s3://bucket-a/p", resolver).unwrap();
-    assert_eq!(
-        store_a
-            .load_manifest(&rb.manifest_ref)
+    let store_a = ObjectStoreManifestStore::new("s3://bucket-a/p", resolver.clone()).unwrap();
+    // A ref of the store layout is read under the store's own prefix, never in bucket-b.
+    let err = store_a.load_manifest(&rb.manifest_ref).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ManifestStore, "{err}");
+    // Any other foreign ref is outside the trust boundary.
+    for hostile in [
+        "file:///etc/passwd",
+        "/etc/passwd",
+        "s3://bucket-b/p/odd/manifest",
+    ] {
+        let err = store_a.load_manifest(hostile).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ManifestParse, "{hostile}: {err}");
+        assert!(err.message().contains(hostile), "{err}");
+    }
+
+    // Manifests (in bucket-a itself) whose db_urls point at /etc, file:/// or bucket-b.
+    for (i, hostile) in [
+        "/etc",
+        "file:///",
+        "file:///etc/shadow",
+        "s3://bucket-b/p/shards/x",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (mut build, mut shards) = sample_snapshot(&format!("h{i}"), "s3://bucket-a/p");
+        build.s3_prefix = "s3://bucket-a/p".into();
+        shards[0].db_url = Some(hostile.to_owned());
+        let r = store_a
+            .publish(&build, &shards, &NoopPublishObserver)
             .await
-            .unwrap()
-            .build
-            .run_id,
-        "in-b"
+            .unwrap();
+        let err = store_a.load_manifest(&r.manifest_ref).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ManifestParse, "{hostile}: {err}");
+        assert!(err.message().contains(hostile), "{err}");
+        // Allowed explicitly, the same manifest loads.
+        if hostile.starts_with("s3://") {
+            let allowing = ObjectStoreManifestStore::new("s3://bucket-a/p", resolver.clone())
+                .unwrap()
+                .with_allowed_url_prefixes(["s3://bucket-b/p"]);
+            let m = allowing.load_manifest(&r.manifest_ref).await.unwrap();
+            assert_eq!(m.shards[0].db_url.as_deref(), Some(hostile));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_copied_snapshot_reads_its_copy() {
+    let orig = std::env::temp_dir().join(unique("sf-orig"));
+    let copy = std::env::temp_dir().join(unique("sf-copy"));
+    let prefix = orig.to_str().unwrap().to_owned();
+    let store = ObjectStoreManifestStore::new(&prefix, StorageResolver::default()).unwrap();
+    let (build, shards) = sample_snapshot("c1", &prefix);
+    store
+        .publish(&build, &shards, &NoopPublishObserver)
+        .await
+        .unwrap();
+    // cp -r, then the original goes away.
+    copy_dir(&orig, &copy);
+    std::fs::remove_dir_all(&orig).unwrap();
+    let copied =
+        ObjectStoreManifestStore::new(copy.to_str().unwrap(), StorageResolver::default()).unwrap();
+    let cur = copied.load_current().await.unwrap().unwrap();
+    let m = copied.load_manifest(&cur.manifest_ref).await.unwrap();
+    let want = format!(
+        "file://{}/shards/run_id=c1/db=00000/attempt=00",
+        copy.display()
     );
-    store_a.set_current(&rb.manifest_ref).await.unwrap();
-    assert_eq!(
-        store_a.load_current().await.unwrap().unwrap().run_id,
-        "in-b"
-    );
+    assert_eq!(m.shards[0].db_url.as_deref(), Some(want.as_str()));
+    std::fs::remove_dir_all(copy).unwrap();
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
 }
