@@ -8,6 +8,12 @@
 //! break ties. The file uses WAL journaling, a 10 s busy timeout and `BEGIN IMMEDIATE` for
 //! writes, so several processes can share it. Calls run on `spawn_blocking`.
 //!
+//! The logic (create-only publish: a run id that already has a manifest is refused with
+//! `ConfigValidation` "run id already published"; pointer rows appended in one `BEGIN IMMEDIATE`
+//! transaction after the previous row; `set_current` validating the manifest in that
+//! transaction) is `shardyfusion_core::sql_store`, shared with the PostgreSQL store; this crate
+//! holds the SQLite dialect.
+//!
 //! Layering: depends on `shardyfusion-core` only.
 //!
 //! ```
@@ -25,6 +31,7 @@
 
 #![deny(missing_docs)]
 
+mod backend;
 mod store;
 
 pub use store::SqliteManifestStore;

@@ -1,7 +1,9 @@
 //! Integration tests of shardyfusion-store-sqlite: the shared conformance suite on real files,
-//! and sharing one file between store handles.
+//! sharing one file between store handles, and the guards on unreadable columns and racing writers.
 
 #![allow(clippy::unwrap_used)]
+
+mod guards;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +14,8 @@ use shardyfusion_core::{ManifestStore, NoopPublishObserver};
 use shardyfusion_store_conformance::{ConformanceTarget, run_all, sample_snapshot};
 use shardyfusion_store_sqlite::SqliteManifestStore;
 
-fn scratch() -> PathBuf {
+/// A fresh scratch directory path.
+pub(crate) fn scratch() -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
     std::env::temp_dir().join(format!(
         "sf-sqlite-{}-{}",
