@@ -144,11 +144,25 @@ pub fn validate_path_segment(setting: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// Check a run id: non-empty, no `/`.
+/// Longest run id a writer accepts (it is a path segment of every shard and manifest).
+pub const MAX_RUN_ID_LEN: usize = 128;
+
+/// Check a run id a writer is given: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`
+/// (it becomes a path segment of every shard URL and manifest directory). Run ids read from
+/// storage are not checked: the Python writer does not validate them.
 pub fn validate_run_id(run_id: &str) -> Result<()> {
-    if run_id.is_empty() || run_id.contains('/') {
+    let ok_chars = run_id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if run_id.is_empty()
+        || run_id.len() > MAX_RUN_ID_LEN
+        || !ok_chars
+        || run_id == "."
+        || run_id == ".."
+    {
         return Err(Error::config(format!(
-            "run_id must be non-empty and contain no '/', got {run_id:?}"
+            "run_id must be 1 to {MAX_RUN_ID_LEN} characters of [A-Za-z0-9._-] (not '.' or '..'), \
+             got {run_id:?}"
         )));
     }
     Ok(())
@@ -430,7 +444,17 @@ mod tests {
             let err = validate_path_segment("shard_prefix", bad).unwrap_err();
             assert!(err.message().contains(&format!("{bad:?}")), "{err}");
         }
-        assert!(validate_run_id("a/b").is_err());
-        assert!(validate_run_id("").is_err());
+        for bad in ["a/b", "", ".", "..", "a b", "a=b", "a\\b", "ü"] {
+            assert!(validate_run_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_run_id(&"a".repeat(MAX_RUN_ID_LEN + 1)).is_err());
+        for good in [
+            "r1",
+            "0123abcdef",
+            "nightly-2026.12.02_a",
+            &"a".repeat(MAX_RUN_ID_LEN),
+        ] {
+            validate_run_id(good).unwrap();
+        }
     }
 }

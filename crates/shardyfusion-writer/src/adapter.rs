@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use shardyfusion_core::{Error, ErrorKind, Result};
-use shardyfusion_storage::StorageResolver;
+use shardyfusion_storage::{ErrorClass, StorageResolver, StoreLocation};
 use slatedb::config::{CloseOptions, FlushOptions, FlushType, Settings, WriteOptions};
 use slatedb::{Db, WriteBatch};
 
@@ -179,6 +180,36 @@ async fn timed<T>(
     }
 }
 
+/// A shard attempt never opens a path that already holds objects (SPEC 15.1): SlateDB would
+/// open the database there and merge into it, under readers that may be serving it.
+async fn ensure_empty(loc: &StoreLocation) -> Result<()> {
+    let first = loc.store.list(Some(&loc.path)).next().await;
+    match first {
+        None => Ok(()),
+        Some(Ok(meta)) => Err(Error::config(format!(
+            "shard attempt path {} already holds objects (e.g. {}): a published snapshot is never \
+             written again. This run id was used before under this prefix; write under a new run \
+             id (or leave it unset for a fresh one)",
+            loc.url, meta.location
+        ))),
+        Some(Err(e)) => {
+            let kind = match shardyfusion_storage::classify(&e) {
+                ErrorClass::Transient => ErrorKind::ShardWrite,
+                ErrorClass::Denied => ErrorKind::ConfigValidation,
+                _ => ErrorKind::DbAdapter,
+            };
+            Err(Error::new(
+                kind,
+                format!(
+                    "checking that shard attempt path {} is empty failed: {e}",
+                    loc.url
+                ),
+            )
+            .with_source(e))
+        }
+    }
+}
+
 fn slate_err(kind: ErrorKind, what: &str, e: slatedb::Error) -> Error {
     Error::new(kind, format!("{what}: {e}")).with_source(e)
 }
@@ -192,6 +223,7 @@ impl AdapterFactory for SlateDbFactory {
         num_dbs: u32,
     ) -> Result<Box<dyn ShardAdapter>> {
         let loc = self.resolver.resolve(db_url)?;
+        ensure_empty(&loc).await?;
         let mut builder = Db::builder(loc.path.clone(), loc.store.clone())
             .with_settings(self.options.settings_for(num_dbs))
             .with_db_cache_disabled();

@@ -34,11 +34,8 @@ fn env() -> Env {
         .bucket_override(bucket.clone(), faults.clone() as Arc<dyn ObjectStore>)
         .build();
     let prefix = format!("s3://{bucket}/snap");
-    let store: Arc<dyn ManifestStore> = Arc::new(
-        ObjectStoreManifestStore::new(&prefix, resolver.clone())
-            .unwrap()
-            .with_pointer_retry_delays(vec![Duration::ZERO; 3]),
-    );
+    let store: Arc<dyn ManifestStore> =
+        Arc::new(ObjectStoreManifestStore::new(&prefix, resolver.clone()).unwrap());
     Env {
         faults,
         resolver,
@@ -339,5 +336,57 @@ async fn invalid_input_fails_before_publishing() {
     );
 
     e.assert_old_snapshot_current(&before, &old.manifest_ref.manifest_ref)
+        .await;
+}
+
+/// SPEC 15.1: a rerun with a run id that was already written never opens its shard paths (no
+/// merge into published shards under readers): `ConfigValidation` naming the path, before any
+/// object is written, and the published snapshot stays current with its values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reusing_a_run_id_is_refused_before_writing() {
+    use futures::StreamExt;
+    let e = env();
+    let config = |tag: &str| {
+        WriteConfig::builder(&e.prefix)
+            .num_dbs(4)
+            .batch_size(100)
+            .run_id("nightly-1")
+            .manifest_store(e.store.clone())
+            .build()
+            .unwrap_or_else(|err| panic!("{tag}: {err}"))
+    };
+    let first = ShardedWriter::new(config("first"))
+        .unwrap()
+        .with_storage(e.resolver.clone());
+    let r = e.write(&first, "old").await.unwrap();
+    let before = e.pointer().await;
+    let objects = || async {
+        e.faults
+            .list(None)
+            .map(|m| m.unwrap().location.to_string())
+            .collect::<Vec<_>>()
+            .await
+    };
+    let listed = objects().await;
+
+    let again = ShardedWriter::new(config("again"))
+        .unwrap()
+        .with_storage(e.resolver.clone());
+    let err = e.write(&again, "new").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConfigValidation, "{err}");
+    assert!(
+        err.message().contains("already holds objects")
+            && err.message().contains("run_id=nightly-1/")
+            && err.message().contains("new run id"),
+        "the error names the path and what to do: {err}"
+    );
+    let mut after = objects().await;
+    // The only new objects are the failed run's record (runs/…), never shard data.
+    after.retain(|p| !listed.contains(p));
+    assert!(
+        after.iter().all(|p| p.contains("/runs/")),
+        "nothing written under shards/ or manifests/: {after:?}"
+    );
+    e.assert_old_snapshot_current(&before, &r.manifest_ref.manifest_ref)
         .await;
 }
