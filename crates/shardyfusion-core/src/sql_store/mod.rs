@@ -103,8 +103,9 @@ pub trait SqlBackend {
     fn begin_write(&mut self) -> Result<()>;
     /// Commit the write transaction.
     fn commit(&mut self) -> Result<()>;
-    /// Roll the write transaction back (also after a failed commit). A backend that cannot must
-    /// discard its session rather than reuse it.
+    /// Roll the write transaction back (also after a failed `begin_write` or `commit`, so it
+    /// must accept being called when no transaction is open). A backend that cannot roll back
+    /// must discard its session rather than reuse it.
     fn rollback(&mut self) -> Result<()>;
 
     /// The database's clock (PostgreSQL: `clock_timestamp()`; SQLite: the process clock).

@@ -18,11 +18,13 @@ fn to_ref(r: RefRow) -> ManifestRef {
     }
 }
 
-/// Run `f` in a write transaction: commit when it succeeds, roll back when it (or the commit)
-/// fails.
+/// Run `f` in a write transaction: commit when it succeeds, roll back when it (or the begin, or
+/// the commit) fails.
 fn in_write_tx<B: SqlBackend, T>(db: &mut B, f: impl FnOnce(&mut B) -> Result<T>) -> Result<T> {
-    db.begin_write()?;
-    let out = f(db).and_then(|v| db.commit().map(|()| v));
+    let out = db
+        .begin_write()
+        .and_then(|()| f(db))
+        .and_then(|v| db.commit().map(|()| v));
     if out.is_err() {
         // The backend discards a session it cannot roll back; the first error is the one to report.
         let _ = db.rollback();
