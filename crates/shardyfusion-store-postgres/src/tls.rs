@@ -196,3 +196,86 @@ mod rustls_config {
         }
     }
 }
+
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    //! Against the test server (`DATABASE_URL`), when it offers TLS: `pg_stat_ssl` shows what
+    //! each sslmode did.
+    #![allow(clippy::unwrap_used)]
+
+    use std::str::FromStr;
+
+    use super::*;
+
+    fn encrypted(client: &mut Client) -> bool {
+        client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .try_get(0)
+            .unwrap()
+    }
+
+    fn connect(dsn: &str, root_cert: Option<&Path>) -> Result<Client> {
+        let config = Config::from_str(dsn).unwrap();
+        let plan = TlsPlan::new(&config, root_cert, dsn)?;
+        plan.connector()?
+            .connect(&config)
+            .map_err(|e| Error::config(format!("{e}: {:?}", std::error::Error::source(&e))))
+    }
+
+    #[test]
+    fn sslmode_chooses_tls_and_require_verifies_the_certificate() {
+        let Some(url) = shardyfusion_store_conformance::server_env("DATABASE_URL") else {
+            return;
+        };
+        let with_mode = |mode: &str| {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}sslmode={mode}")
+        };
+        let mut plain = connect(&with_mode("disable"), None).unwrap();
+        assert!(!encrypted(&mut plain), "sslmode=disable is plain TCP");
+        let ssl: String = plain.query_one("SHOW ssl", &[]).unwrap().get(0);
+        if ssl != "on" {
+            eprintln!("the test server does not offer TLS; the TLS checks did not run");
+            return;
+        }
+        let cert: String = plain.query_one("SHOW ssl_cert_file", &[]).unwrap().get(0);
+        let mut preferred = connect(&with_mode("prefer"), None).unwrap();
+        assert!(
+            encrypted(&mut preferred),
+            "sslmode=prefer encrypts when offered"
+        );
+
+        // The test server's certificate is self-signed for `localhost`: by IP address, require
+        // refuses it (unknown issuer, or a name that does not match).
+        let err = connect(&with_mode("require"), None).err().unwrap();
+        assert!(
+            err.message().to_lowercase().contains("certificate"),
+            "{err}"
+        );
+        // Trusting the server's own certificate, by the name in it, connects verified.
+        let cert = Path::new(&cert);
+        if cert.exists() && url.contains("127.0.0.1") {
+            let by_name = with_mode("require").replace("127.0.0.1", "localhost");
+            match connect(&by_name, Some(cert)) {
+                Ok(mut c) => {
+                    eprintln!("verified TLS by name");
+                    assert!(encrypted(&mut c));
+                }
+                // The certificate names another host: verification must say so.
+                Err(e) => assert!(e.message().to_lowercase().contains("certificate"), "{e}"),
+            }
+        }
+        let err = connect(
+            &with_mode("require"),
+            Some(Path::new("/nonexistent/ca.pem")),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err.kind(), shardyfusion_core::ErrorKind::ConfigValidation);
+        assert!(err.message().contains("/nonexistent/ca.pem"), "{err}");
+    }
+}

@@ -1,7 +1,10 @@
 //! Integration tests of shardyfusion-store-postgres against the real PostgreSQL server of
-//! `cargo xtask it` (`DATABASE_URL`): the shared conformance suite and the stored rows.
+//! `cargo xtask it` (`DATABASE_URL`): the shared conformance suite, the stored rows, and the
+//! guards on skewed pointer clocks, unreadable columns and racing writers.
 
 #![allow(clippy::unwrap_used)]
+
+mod guards;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,11 +15,12 @@ use shardyfusion_store_conformance::{ConformanceTarget, run_all, sample_snapshot
 use shardyfusion_store_postgres::{PostgresManifestStore, PostgresOptions};
 
 /// The server from `cargo xtask it`.
-fn database_url() -> Option<String> {
+pub(crate) fn database_url() -> Option<String> {
     shardyfusion_store_conformance::server_env("DATABASE_URL")
 }
 
-fn table_base() -> String {
+/// A table base name unique to this test run.
+pub(crate) fn table_base() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!(
         "sf_it_{}_{}_{}",
@@ -27,7 +31,7 @@ fn table_base() -> String {
 }
 
 /// Drop the tables a test made (the blocking client runs off the async workers).
-async fn drop_tables(url: &str, bases: &[String]) {
+pub(crate) async fn drop_tables(url: &str, bases: &[String]) {
     let (url, bases) = (url.to_owned(), bases.to_vec());
     tokio::task::spawn_blocking(move || {
         let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
