@@ -46,7 +46,8 @@ mod shard;
 mod snapshot;
 
 pub use reader::{
-    AsyncShardedReader, HealthStatus, ReadRateLimiter, ReaderHealth, ReaderOptions, ShardHandle,
+    AsyncShardedReader, DEFAULT_MAX_NUM_DBS, DEFAULT_SHARD_OPEN_CONCURRENCY, HealthStatus,
+    ReadRateLimiter, ReaderHealth, ReaderOptions, ShardHandle,
 };
 pub use shard::{DEFAULT_CACHE_BYTES, ShardReader, ShardReaderFactory, SlateDbReaderFactory};
 pub use snapshot::{ShardDetail, SnapshotInfo};

@@ -15,7 +15,7 @@ use shardyfusion_storage::StorageResolver;
 
 use crate::RoutingContext;
 use crate::shard::{DEFAULT_CACHE_BYTES, ShardReaderFactory, SlateDbReaderFactory};
-use crate::snapshot::{ShardDetail, Snapshot, SnapshotInfo};
+use crate::snapshot::{OpenLimits, ShardDetail, Snapshot, SnapshotInfo};
 
 /// A hook that rate-limits reads: 1 token per `get`, `len(keys)` per `multi_get`.
 #[async_trait]
@@ -82,7 +82,19 @@ pub struct ReaderOptions {
     /// Load every shard's SST indexes and filters into the cache when it opens (default
     /// `true`), so a cold lookup costs one object-store request.
     pub warm_metadata: bool,
+    /// Largest `num_dbs` a manifest may declare (default [`DEFAULT_MAX_NUM_DBS`]); above it the
+    /// manifest is `ManifestParse` (SPEC 15.4: a corrupt or hostile manifest cannot exhaust
+    /// memory).
+    pub max_num_dbs: u32,
+    /// Shard opens in flight at once during open and refresh (default
+    /// [`DEFAULT_SHARD_OPEN_CONCURRENCY`]).
+    pub shard_open_concurrency: usize,
 }
+
+/// Default ceiling on a manifest's `num_dbs` (2^20 shards).
+pub const DEFAULT_MAX_NUM_DBS: u32 = 1 << 20;
+/// Default number of shard opens in flight at once.
+pub const DEFAULT_SHARD_OPEN_CONCURRENCY: usize = 64;
 
 impl Default for ReaderOptions {
     fn default() -> Self {
@@ -95,6 +107,8 @@ impl Default for ReaderOptions {
             storage: StorageResolver::default(),
             factory: None,
             warm_metadata: true,
+            max_num_dbs: DEFAULT_MAX_NUM_DBS,
+            shard_open_concurrency: DEFAULT_SHARD_OPEN_CONCURRENCY,
         }
     }
 }
@@ -106,6 +120,8 @@ impl std::fmt::Debug for ReaderOptions {
             .field("cache_bytes", &self.cache_bytes)
             .field("max_concurrency", &self.max_concurrency)
             .field("warm_metadata", &self.warm_metadata)
+            .field("max_num_dbs", &self.max_num_dbs)
+            .field("shard_open_concurrency", &self.shard_open_concurrency)
             .finish_non_exhaustive()
     }
 }
@@ -153,6 +169,18 @@ impl ReaderOptions {
         self.warm_metadata = on;
         self
     }
+    /// Set the ceiling on a manifest's `num_dbs`.
+    #[must_use]
+    pub fn with_max_num_dbs(mut self, n: u32) -> Self {
+        self.max_num_dbs = n;
+        self
+    }
+    /// Set how many shard opens run at once (≥ 1).
+    #[must_use]
+    pub fn with_shard_open_concurrency(mut self, n: usize) -> Self {
+        self.shard_open_concurrency = n.max(1);
+        self
+    }
     /// Use a custom shard reader factory.
     #[must_use]
     pub fn with_factory(mut self, f: Arc<dyn ShardReaderFactory>) -> Self {
@@ -170,6 +198,7 @@ pub struct AsyncShardedReader {
     limiter: Option<Arc<dyn ReadRateLimiter>>,
     concurrency: Option<Arc<tokio::sync::Semaphore>>,
     max_fallback_attempts: usize,
+    limits: OpenLimits,
     state: RwLock<Option<Arc<Snapshot>>>,
     refresh_lock: tokio::sync::Mutex<()>,
     closed: AtomicBool,
@@ -258,7 +287,7 @@ impl AsyncShardedReader {
             run_id: manifest.build.run_id.clone(),
             published_at: manifest.build.created_at,
         };
-        let snapshot = Snapshot::open(r, manifest, &reader.factory).await?;
+        let snapshot = Snapshot::open(r, manifest, &reader.factory, reader.limits).await?;
         reader.install(snapshot);
         reader.emit(MetricEvent::ReaderInitialized, &[]);
         Ok(reader)
@@ -283,6 +312,10 @@ impl AsyncShardedReader {
                 .max_concurrency
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
             max_fallback_attempts: options.max_fallback_attempts,
+            limits: OpenLimits {
+                max_num_dbs: options.max_num_dbs,
+                open_concurrency: options.shard_open_concurrency,
+            },
             state: RwLock::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
@@ -321,7 +354,7 @@ impl AsyncShardedReader {
         })?;
         let max_fallback = self.max_fallback_attempts;
         match self.store.load_manifest(&current.manifest_ref).await {
-            Ok(m) => Snapshot::open(current, m, &self.factory).await,
+            Ok(m) => Snapshot::open(current, m, &self.factory, self.limits).await,
             Err(e) if e.kind() == ErrorKind::ManifestParse && max_fallback > 0 => {
                 tracing::warn!(manifest_ref = %current.manifest_ref, error = %e, "current manifest does not parse; trying older ones");
                 let history = self.store.list_manifests(100).await?;
@@ -337,7 +370,10 @@ impl AsyncShardedReader {
                     });
                 for candidate in history.iter().skip(start).take(max_fallback) {
                     match self.store.load_manifest(&candidate.manifest_ref).await {
-                        Ok(m) => return Snapshot::open(candidate.clone(), m, &self.factory).await,
+                        Ok(m) => {
+                            return Snapshot::open(candidate.clone(), m, &self.factory, self.limits)
+                                .await;
+                        }
                         Err(e) if e.kind() == ErrorKind::ManifestParse => continue,
                         Err(e) => return Err(e),
                     }
@@ -392,7 +428,7 @@ impl AsyncShardedReader {
             }
             Err(e) => return Err(e),
         };
-        let snapshot = Snapshot::open(current, manifest, &self.factory).await?;
+        let snapshot = Snapshot::open(current, manifest, &self.factory, self.limits).await?;
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::new(ErrorKind::ReaderState, "reader is closed"));
         }

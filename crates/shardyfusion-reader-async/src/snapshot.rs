@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use shardyfusion_core::{
-    Error, ErrorKind, HashRouter, Key, KeyEncoding, KeyRef, ManifestRef, ParsedManifest, Result,
-    ShardingStrategy, Timestamp,
+    Error, ErrorKind, HashRouter, Key, KeyEncoding, KeyRef, ManifestRef, ParsedManifest,
+    RequiredShardMeta, Result, ShardingStrategy, Timestamp,
 };
 
 use crate::RoutingContext;
@@ -58,16 +58,42 @@ pub(crate) struct Snapshot {
     pub(crate) manifest_ref: ManifestRef,
     pub(crate) manifest: Arc<ParsedManifest>,
     router: Router,
-    readers: Vec<Option<Arc<dyn ShardReader>>>,
+    /// Readers of the non-empty shards only, ascending by `db_id` (a manifest's `num_dbs` never
+    /// sizes an allocation: SPEC 15.4).
+    readers: Vec<(u32, Arc<dyn ShardReader>)>,
+    /// The runtime the readers were opened on, where they are closed when the snapshot retires.
+    runtime: tokio::runtime::Handle,
+}
+
+/// Resource limits of opening a snapshot (SPEC 15.4).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpenLimits {
+    /// Largest `num_dbs` accepted.
+    pub(crate) max_num_dbs: u32,
+    /// Shard opens in flight at once.
+    pub(crate) open_concurrency: usize,
 }
 
 impl Snapshot {
-    /// Load every non-empty shard concurrently; on any failure close what was opened.
+    /// Load every non-empty shard, at most `limits.open_concurrency` at a time; on any failure
+    /// close what was opened.
     pub(crate) async fn open(
         manifest_ref: ManifestRef,
         manifest: ParsedManifest,
         factory: &Arc<dyn ShardReaderFactory>,
+        limits: OpenLimits,
     ) -> Result<Snapshot> {
+        if manifest.build.num_dbs > limits.max_num_dbs {
+            return Err(Error::new(
+                ErrorKind::ManifestParse,
+                format!(
+                    "manifest {} declares num_dbs = {}, above this reader's ceiling of {} \
+                     (ReaderOptions::with_max_num_dbs): a corrupt or hostile manifest, or raise \
+                     the ceiling if the snapshot really has that many shards",
+                    manifest_ref.manifest_ref, manifest.build.num_dbs, limits.max_num_dbs
+                ),
+            ));
+        }
         shardyfusion_core::codec::check_custom_supported(manifest.custom())?;
         let manifest = Arc::new(manifest);
         let b = &manifest.build;
@@ -85,17 +111,25 @@ impl Snapshot {
                 ));
             }
         };
-        // Each open is its own task, so opens (and their CPU work) spread over every worker.
+        // Each open is its own task, so opens (and their CPU work) spread over every worker; at
+        // most `open_concurrency` are in flight, so a 10,000-shard refresh never fires 10,000
+        // requests at once. After the first failure no new open starts.
+        let mut pending = manifest.shards.iter().filter(|s| !s.is_empty());
         let mut opens = tokio::task::JoinSet::new();
-        for s in manifest.shards.iter().filter(|s| !s.is_empty()) {
-            let (factory, manifest, shard) = (factory.clone(), manifest.clone(), s.clone());
-            opens.spawn(async move { (shard.db_id, factory.open(&shard, &manifest).await) });
+        let spawn_next = |opens: &mut tokio::task::JoinSet<_>, next: Option<&RequiredShardMeta>| {
+            if let Some(s) = next {
+                let (factory, manifest, shard) = (factory.clone(), manifest.clone(), s.clone());
+                opens.spawn(async move { (shard.db_id, factory.open(&shard, &manifest).await) });
+            }
+        };
+        for _ in 0..limits.open_concurrency.max(1) {
+            spawn_next(&mut opens, pending.next());
         }
-        let mut readers: Vec<Option<Arc<dyn ShardReader>>> = (0..b.num_dbs).map(|_| None).collect();
+        let mut readers: Vec<(u32, Arc<dyn ShardReader>)> = Vec::new();
         let mut failure = None;
         while let Some(joined) = opens.join_next().await {
             match joined {
-                Ok((db_id, Ok(r))) => readers[db_id as usize] = Some(r),
+                Ok((db_id, Ok(r))) => readers.push((db_id, r)),
                 Ok((_, Err(e))) => failure = failure.or(Some(e)),
                 Err(e) => {
                     failure = failure.or(Some(Error::new(
@@ -104,18 +138,23 @@ impl Snapshot {
                     )))
                 }
             }
+            if failure.is_none() {
+                spawn_next(&mut opens, pending.next());
+            }
         }
         if let Some(e) = failure {
-            for r in readers.into_iter().flatten() {
+            for (_, r) in readers {
                 let _ = r.close().await;
             }
             return Err(e);
         }
+        readers.sort_unstable_by_key(|(db_id, _)| *db_id);
         Ok(Snapshot {
             manifest_ref,
             manifest,
             router,
             readers,
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
@@ -128,7 +167,7 @@ impl Snapshot {
     }
 
     pub(crate) fn open_handles(&self) -> usize {
-        self.readers.iter().flatten().count()
+        self.readers.len()
     }
 
     /// The shard of a lookup key; `None` for an unknown categorical token. Returns the key
@@ -168,15 +207,17 @@ impl Snapshot {
 
     /// The reader of shard `db_id`; `None` for an empty shard (the null reader).
     fn shard(&self, db_id: u32) -> Result<Option<&Arc<dyn ShardReader>>> {
-        self.readers
-            .get(db_id as usize)
-            .map(Option::as_ref)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::ShardAssignment,
-                    format!("db_id {db_id} outside [0, {})", self.num_dbs()),
-                )
-            })
+        if db_id >= self.num_dbs() {
+            return Err(Error::new(
+                ErrorKind::ShardAssignment,
+                format!("db_id {db_id} outside [0, {})", self.num_dbs()),
+            ));
+        }
+        Ok(self
+            .readers
+            .binary_search_by_key(&db_id, |(id, _)| *id)
+            .ok()
+            .map(|i| &self.readers[i].1))
     }
 
     /// Several encoded keys of one shard, in the order given.
@@ -228,20 +269,20 @@ impl Snapshot {
 }
 
 impl Drop for Snapshot {
-    /// Close the shard readers once nobody borrows the snapshot any more.
+    /// Close the shard readers once nobody borrows the snapshot any more, on the runtime they
+    /// were opened on (so a snapshot retired outside any runtime still closes them, as long as
+    /// that runtime runs).
     fn drop(&mut self) {
-        let readers: Vec<_> = self.readers.drain(..).flatten().collect();
+        let readers: Vec<_> = self.readers.drain(..).map(|(_, r)| r).collect();
         if readers.is_empty() {
             return;
         }
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                for r in readers {
-                    if let Err(e) = r.close().await {
-                        tracing::warn!(error = %e, "closing a retired shard reader failed");
-                    }
+        self.runtime.spawn(async move {
+            for r in readers {
+                if let Err(e) = r.close().await {
+                    tracing::warn!(error = %e, "closing a retired shard reader failed");
                 }
-            });
-        }
+            }
+        });
     }
 }

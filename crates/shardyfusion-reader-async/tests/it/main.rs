@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cold;
+mod limits;
 mod lookups;
 mod python;
 mod refresh;
