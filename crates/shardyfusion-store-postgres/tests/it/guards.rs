@@ -153,3 +153,15 @@ async fn writers_on_separate_handles_serialize() {
     );
     drop_tables(&url, &[base]).await;
 }
+
+/// Dropping a connected store on an async worker must not run the blocking client's destructor
+/// there (it owns a runtime, whose drop panics inside another runtime).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_connected_store_on_a_worker_is_safe() {
+    let Some(url) = database_url() else { return };
+    let base = table_base();
+    let s = store(&url, &base);
+    assert_eq!(s.load_current().await.unwrap(), None);
+    drop(s);
+    drop_tables(&url, &[base]).await;
+}
