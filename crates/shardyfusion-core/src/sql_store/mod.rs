@@ -5,7 +5,7 @@
 //! blocking drivers; the operations here ([`publish`], [`load_current`], [`load_manifest`],
 //! [`list_manifests`], [`set_current`]) own the logic, the validation and every error message.
 //! Nothing here does I/O itself: the store crates call these functions on
-//! `tokio::task::spawn_blocking`.
+//! tokio's `spawn_blocking`.
 //!
 //! Invariants enforced here, once for both databases:
 //!
