@@ -66,6 +66,9 @@ pub struct S3Credentials {
     pub secret_access_key: SecretString,
     /// An optional session token.
     pub session_token: Option<SecretString>,
+    /// When these credentials stop working (`None` = never). Storage asks the provider again
+    /// shortly before this moment, so a long-running reader survives rotation.
+    pub expires_at: Option<std::time::SystemTime>,
 }
 
 impl fmt::Debug for S3Credentials {
@@ -74,13 +77,19 @@ impl fmt::Debug for S3Credentials {
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &self.secret_access_key)
             .field("session_token", &self.session_token.as_ref().map(|_| "***"))
+            .field("expires_at", &self.expires_at)
             .finish()
     }
 }
 
 /// Supplies credentials. Providers are immutable and shareable across threads.
+///
+/// Storage calls `resolve` when it first needs credentials and again shortly before the
+/// [`expires_at`](S3Credentials::expires_at) of the last ones, off the async worker threads (a
+/// provider may read files or call a service).
 pub trait CredentialProvider: Send + Sync + fmt::Debug {
-    /// The credentials to use, or `None` to use the client's defaults (anonymous or ambient).
+    /// The credentials to use, or `None` to use the default chain (environment keys, web
+    /// identity, container and instance metadata; SPEC 15.5).
     fn resolve(&self) -> Result<Option<S3Credentials>>;
 }
 
@@ -102,6 +111,7 @@ impl StaticCredentialProvider {
                 access_key_id: access_key_id.into(),
                 secret_access_key: secret_access_key.into(),
                 session_token,
+                expires_at: None,
             },
         }
     }
@@ -170,6 +180,7 @@ impl CredentialProvider for EnvCredentialProvider {
                 access_key_id,
                 secret_access_key: SecretString(secret),
                 session_token: token.map(SecretString),
+                expires_at: None,
             }),
             _ => None,
         })
@@ -235,6 +246,9 @@ pub struct S3ConnectionOptions {
     pub read_timeout: Option<Duration>,
     /// Total attempts per request (retries = attempts − 1).
     pub max_attempts: Option<u32>,
+    /// Send unsigned requests (public buckets). Off by default: without credentials the
+    /// default chain (environment, web identity, container and instance metadata) is used.
+    pub anonymous: bool,
 }
 
 impl S3ConnectionOptions {
@@ -282,6 +296,13 @@ impl S3ConnectionOptions {
     #[must_use]
     pub fn with_read_timeout(mut self, d: Duration) -> Self {
         self.read_timeout = Some(d);
+        self
+    }
+
+    /// Send unsigned requests (anonymous access to a public bucket).
+    #[must_use]
+    pub fn with_anonymous(mut self, on: bool) -> Self {
+        self.anonymous = on;
         self
     }
 

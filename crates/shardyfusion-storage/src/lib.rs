@@ -23,6 +23,7 @@
 
 #![deny(missing_docs)]
 
+mod credentials;
 mod fault;
 mod resolve;
 mod retry;

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -16,7 +16,23 @@ use shardyfusion_core::{
     PrefixUrl, Result, S3ConnectionOptions, VerifySsl, process_env,
 };
 
+use crate::credentials::RefreshingCredentials;
 use crate::retry::StorageRetry;
+
+/// Environment variables of the default credential chain that the S3 client reads (through the
+/// resolver's environment lookup, so tests can inject them).
+const AMBIENT_CHAIN_VARS: [&str; 10] = [
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_STS_ENDPOINT",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_METADATA_ENDPOINT",
+    "AWS_IMDSV1_FALLBACK",
+];
 
 /// A function that wraps every store a resolver builds.
 pub type StoreWrapper = Arc<dyn Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync>;
@@ -243,6 +259,42 @@ impl StorageResolver {
         Ok(store)
     }
 
+    /// Credentials (SPEC 15.5): unsigned only when asked; an explicit provider, or static keys
+    /// in the environment, through a provider asked again before expiry; otherwise
+    /// `object_store`'s default chain (web identity, container, instance metadata), configured
+    /// from the same environment lookup.
+    fn with_credentials(
+        &self,
+        mut b: AmazonS3Builder,
+        opts: &S3ConnectionOptions,
+    ) -> Result<AmazonS3Builder> {
+        if opts.anonymous {
+            return Ok(b.with_skip_signature(true));
+        }
+        let env = &self.inner.env;
+        let provider: Option<Arc<dyn CredentialProvider>> = match &self.inner.credentials {
+            Some(p) => Some(p.clone()),
+            None => {
+                let from_env = EnvCredentialProvider::with_lookup(env.clone());
+                from_env
+                    .resolve()?
+                    .is_some()
+                    .then(|| Arc::new(from_env) as Arc<dyn CredentialProvider>)
+            }
+        };
+        if let Some(p) = provider {
+            return Ok(b.with_credentials(Arc::new(RefreshingCredentials::new(p))));
+        }
+        for name in AMBIENT_CHAIN_VARS {
+            if let Some(v) = env(name).filter(|v| !v.is_empty())
+                && let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>()
+            {
+                b = b.with_config(key, v);
+            }
+        }
+        Ok(b)
+    }
+
     fn build_s3(&self, bucket: &str) -> Result<object_store::aws::AmazonS3> {
         let opts = self.inner.s3.clone().with_env_fallbacks(&self.inner.env);
         opts.validate()?;
@@ -297,21 +349,7 @@ impl StorageResolver {
             AddressingStyle::Path => b = b.with_virtual_hosted_style_request(false),
             AddressingStyle::Virtual => b = b.with_virtual_hosted_style_request(true),
         }
-        let provider: Arc<dyn CredentialProvider> = match &self.inner.credentials {
-            Some(p) => p.clone(),
-            None => Arc::new(EnvCredentialProvider::with_lookup(self.inner.env.clone())),
-        };
-        match provider.resolve()? {
-            Some(c) => {
-                b = b
-                    .with_access_key_id(&c.access_key_id)
-                    .with_secret_access_key(c.secret_access_key.expose());
-                if let Some(t) = &c.session_token {
-                    b = b.with_token(t.expose());
-                }
-            }
-            None => b = b.with_skip_signature(true),
-        }
+        b = self.with_credentials(b, &opts)?;
         b.build().map_err(|e| {
             Error::config(format!("cannot configure S3 for bucket {bucket:?}: {e}")).with_source(e)
         })

@@ -65,7 +65,10 @@ impl Router {
 pub struct ShardedWriter {
     config: WriteConfig,
     resolver: StorageResolver,
-    factory: Arc<dyn AdapterFactory>,
+    slatedb_options: SlateDbOptions,
+    /// A caller's adapter factory; `None` = SlateDB through `resolver` with `slatedb_options`
+    /// (built when a write starts, so the `with_*` calls may come in any order).
+    custom_factory: Option<Arc<dyn AdapterFactory>>,
     store: Arc<dyn ManifestStore>,
     registry: bool,
 }
@@ -105,26 +108,21 @@ impl ShardedWriter {
             )
         })?;
         let resolver = resolver_for(&config);
-        let factory = Arc::new(SlateDbFactory::new(
-            resolver.clone(),
-            SlateDbOptions::default(),
-        ));
         Ok(ShardedWriter {
             config,
             resolver,
-            factory,
+            slatedb_options: SlateDbOptions::default(),
+            custom_factory: None,
             store,
             registry: true,
         })
     }
 
-    /// Use another storage resolver (also used by the default SlateDB factory).
+    /// Reach storage through `resolver`: the one storage configuration (credentials, S3
+    /// options, retries) to share with the manifest store and the readers. It replaces the
+    /// resolver implied by the config's credential provider and S3 options.
     #[must_use]
     pub fn with_storage(mut self, resolver: StorageResolver) -> Self {
-        self.factory = Arc::new(SlateDbFactory::new(
-            resolver.clone(),
-            SlateDbOptions::default(),
-        ));
         self.resolver = resolver;
         self
     }
@@ -132,15 +130,26 @@ impl ShardedWriter {
     /// Tune the SlateDB adapter (e.g. `legacy_readers`).
     #[must_use]
     pub fn with_slatedb_options(mut self, options: SlateDbOptions) -> Self {
-        self.factory = Arc::new(SlateDbFactory::new(self.resolver.clone(), options));
+        self.slatedb_options = options;
         self
     }
 
-    /// Use another adapter factory.
+    /// Use another adapter factory (then the SlateDB options do not apply).
     #[must_use]
     pub fn with_adapter_factory(mut self, factory: Arc<dyn AdapterFactory>) -> Self {
-        self.factory = factory;
+        self.custom_factory = Some(factory);
         self
+    }
+
+    /// The adapter factory of a write.
+    fn factory(&self) -> Arc<dyn AdapterFactory> {
+        match &self.custom_factory {
+            Some(f) => f.clone(),
+            None => Arc::new(SlateDbFactory::new(
+                self.resolver.clone(),
+                self.slatedb_options.clone(),
+            )),
+        }
     }
 
     /// Write (default) or skip the run record under `runs/`.
@@ -415,7 +424,7 @@ impl ShardedWriter {
         // file:// URL); the manifest's s3_prefix keeps the string as given.
         let url_prefix = self.resolver.resolve(cfg.s3_prefix())?.url;
         let ctx = ShardCtx {
-            factory: self.factory.clone(),
+            factory: self.factory(),
             s3_prefix: url_prefix,
             shard_prefix: out.shard_prefix.clone(),
             run_id: run_id.to_owned(),
@@ -974,4 +983,63 @@ async fn join(handle: tokio::task::JoinHandle<Result<ShardSink>>) -> Result<Shar
     handle
         .await
         .map_err(|e| Error::new(ErrorKind::ShardWrite, format!("shard worker failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardyfusion_core::ManifestStore;
+
+    #[derive(Debug)]
+    struct NoStore;
+
+    #[async_trait::async_trait]
+    impl ManifestStore for NoStore {
+        async fn publish(
+            &self,
+            _: &shardyfusion_core::RequiredBuildMeta,
+            _: &[shardyfusion_core::RequiredShardMeta],
+            _: &dyn shardyfusion_core::PublishObserver,
+        ) -> Result<shardyfusion_core::ManifestRef> {
+            Err(Error::config("unused"))
+        }
+        async fn load_current(&self) -> Result<Option<shardyfusion_core::ManifestRef>> {
+            Ok(None)
+        }
+        async fn load_manifest(&self, _: &str) -> Result<shardyfusion_core::ParsedManifest> {
+            Err(Error::config("unused"))
+        }
+        async fn list_manifests(&self, _: usize) -> Result<Vec<shardyfusion_core::ManifestRef>> {
+            Ok(Vec::new())
+        }
+        async fn set_current(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn builder_result_does_not_depend_on_call_order() {
+        let config = WriteConfig::builder("memory://order/p")
+            .num_dbs(2)
+            .manifest_store(Arc::new(NoStore))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let options = SlateDbOptions::default()
+            .with_legacy_readers(true)
+            .with_object_store_max_retries(3);
+        let resolver = StorageResolver::builder()
+            .retry(shardyfusion_storage::StorageRetry::fast(2))
+            .build();
+        let new = || ShardedWriter::new(config.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let a = new()
+            .with_slatedb_options(options.clone())
+            .with_storage(resolver.clone());
+        let b = new()
+            .with_storage(resolver.clone())
+            .with_slatedb_options(options.clone());
+        for w in [&a, &b] {
+            assert_eq!(w.slatedb_options, options);
+            assert_eq!(w.resolver.retry(), resolver.retry());
+        }
+    }
 }

@@ -5,6 +5,7 @@
 
 mod cas;
 mod conformance;
+mod credentials;
 mod publish;
 
 use std::sync::Arc;
