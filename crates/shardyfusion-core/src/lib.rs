@@ -83,7 +83,7 @@ pub use sharding::{
     validate_routing_values,
 };
 pub use time::Timestamp;
-pub use trust::{UrlBoundary, confine_manifest, rebase_url};
+pub use trust::{UrlBoundary, confine_manifest, confine_to_recorded_prefix, rebase_url};
 
 #[doc(hidden)]
 pub mod reference;

@@ -156,6 +156,34 @@ impl UrlBoundary {
     }
 }
 
+/// Confine the `db_url`s of a manifest read from a database store (SPEC 15.3): they must lie
+/// within the bucket, store name or directory of the manifest's own recorded `s3_prefix` (a
+/// relative local prefix is taken relative to the working directory), or under `allowed`.
+pub fn confine_to_recorded_prefix<S: AsRef<str>>(
+    manifest: &mut ParsedManifest,
+    allowed: &[S],
+) -> Result<()> {
+    let recorded = &manifest.build.s3_prefix;
+    let root = match canonical(recorded) {
+        Some(c) => c,
+        None => {
+            let abs = std::env::current_dir()
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::ManifestParse,
+                        format!("cannot resolve the relative s3_prefix {recorded:?}: {e}"),
+                    )
+                })?
+                .join(recorded);
+            format!("file://{}", abs.to_string_lossy().trim_end_matches('/'))
+        }
+    };
+    let boundary = UrlBoundary::new(&root)
+        .map_err(|e| Error::new(ErrorKind::ManifestParse, e.message().to_owned()))?
+        .allow(allowed.iter().map(AsRef::as_ref));
+    confine_manifest(manifest, None, &boundary)
+}
+
 /// Rebase `url` from the prefix a snapshot was written at (`recorded`, as stored in its
 /// manifest) onto the prefix the store was opened at (`opened`, canonical): a URL under
 /// `recorded` keeps its remainder. `None` when `url` is not under `recorded`.

@@ -93,7 +93,41 @@ pub async fn run_all(target: &dyn ConformanceTarget) {
     corrupt_manifest(target).await;
     republish_refused(target).await;
     concurrent_publishes(target).await;
+    hostile_db_urls(target).await;
     unavailable_backend(target).await;
+}
+
+/// A manifest whose `db_url`s point outside the store's data (another bucket, `/etc`,
+/// `file:///`) does not load: `ManifestParse` naming the URL (SPEC 15.3 trust boundary).
+pub async fn hostile_db_urls(target: &dyn ConformanceTarget) {
+    let store = target.fresh().await;
+    let prefix = prefix_of(&store);
+    for (i, hostile) in [
+        "file:///etc/passwd",
+        "/etc",
+        "file:///",
+        "s3://someone-elses-bucket/data/shards/db=00000/attempt=00",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (build, mut shards) = sample_snapshot(&format!("hostile{i}"), &prefix);
+        shards[0].db_url = Some(hostile.to_owned());
+        let r = store
+            .publish(&build, &shards, &NoopPublishObserver)
+            .await
+            .unwrap();
+        let err = store.load_manifest(&r.manifest_ref).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::ManifestParse,
+            "hostile_db_urls: {hostile}: {err}"
+        );
+        assert!(
+            err.message().contains(hostile),
+            "hostile_db_urls: the error names {hostile}: {err}"
+        );
+    }
 }
 
 /// A run id is published once (SPEC 15.1): publishing it again, with the same or with changed

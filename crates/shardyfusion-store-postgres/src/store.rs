@@ -32,6 +32,9 @@ pub struct PostgresOptions {
     /// A PEM file of extra root certificates to trust (with the `tls` feature): the server
     /// certificate is then verified even under `sslmode=prefer`.
     pub tls_root_cert: Option<PathBuf>,
+    /// URL prefixes that `db_url`s may name besides the manifest's own recorded prefix
+    /// (SPEC 15.3 trust boundary).
+    pub allowed_url_prefixes: Vec<String>,
 }
 
 impl Default for PostgresOptions {
@@ -42,6 +45,7 @@ impl Default for PostgresOptions {
             ensure_table: true,
             connect_timeout: Duration::from_secs(5),
             tls_root_cert: None,
+            allowed_url_prefixes: Vec::new(),
         }
     }
 }
@@ -271,7 +275,8 @@ impl ManifestStore for PostgresManifestStore {
 
     async fn load_manifest(&self, manifest_ref: &str) -> Result<ParsedManifest> {
         let run_id = manifest_ref.to_owned();
-        self.with_session(move |db| sql_store::load_manifest(db, &run_id))
+        let allowed = self.inner.opts.allowed_url_prefixes.clone();
+        self.with_session(move |db| sql_store::load_manifest(db, &run_id, &allowed))
             .await
     }
 

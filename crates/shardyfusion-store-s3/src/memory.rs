@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use shardyfusion_core::{
     Error, ErrorKind, ManifestRef, ManifestStore, ParsedManifest, PublishObserver,
-    RequiredBuildMeta, RequiredShardMeta, Result, Timestamp,
+    RequiredBuildMeta, RequiredShardMeta, Result, Timestamp, confine_to_recorded_prefix,
 };
 use shardyfusion_manifest::{build_manifest, parse_manifest};
 
@@ -100,7 +100,9 @@ impl ManifestStore for InMemoryManifestStore {
     }
 
     async fn load_manifest(&self, manifest_ref: &str) -> Result<ParsedManifest> {
-        parse_manifest(&self.image(manifest_ref)?)
+        let mut m = parse_manifest(&self.image(manifest_ref)?)?;
+        confine_to_recorded_prefix(&mut m, &[] as &[&str])?;
+        Ok(m)
     }
 
     async fn list_manifests(&self, limit: usize) -> Result<Vec<ManifestRef>> {

@@ -27,6 +27,8 @@ struct Inner {
     describe: String,
     /// Set once the file is in WAL mode with the tables created (both persist in the file).
     initialized: AtomicBool,
+    /// URL prefixes `db_url`s may name besides the manifest's recorded prefix (SPEC 15.3).
+    allowed: Vec<String>,
 }
 
 fn check_identifier(what: &str, name: &str) -> Result<()> {
@@ -59,6 +61,28 @@ impl SqliteManifestStore {
                 tables: Tables::new(table_name, pointer_table_name),
                 path,
                 initialized: AtomicBool::new(false),
+                allowed: Vec::new(),
+            }),
+        }
+    }
+
+    /// Also follow `db_url`s under these URL prefixes (by default only the bucket or directory
+    /// of a manifest's own recorded prefix is trusted; SPEC 15.3).
+    #[must_use]
+    pub fn with_allowed_url_prefixes<S: AsRef<str>>(
+        self,
+        prefixes: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let i = &self.inner;
+        let mut allowed = i.allowed.clone();
+        allowed.extend(prefixes.into_iter().map(|p| p.as_ref().to_owned()));
+        SqliteManifestStore {
+            inner: Arc::new(Inner {
+                path: i.path.clone(),
+                tables: i.tables.clone(),
+                describe: i.describe.clone(),
+                initialized: AtomicBool::new(i.initialized.load(Ordering::Acquire)),
+                allowed,
             }),
         }
     }
@@ -67,11 +91,11 @@ impl SqliteManifestStore {
     pub fn with_tables(self, table_name: &str, pointer_table_name: &str) -> Result<Self> {
         check_identifier("table_name", table_name)?;
         check_identifier("pointer_table_name", pointer_table_name)?;
-        Ok(Self::build(
-            self.inner.path.clone(),
-            table_name,
-            pointer_table_name,
-        ))
+        let allowed = self.inner.allowed.clone();
+        Ok(
+            Self::build(self.inner.path.clone(), table_name, pointer_table_name)
+                .with_allowed_url_prefixes(allowed),
+        )
     }
 
     /// The database file.
@@ -140,7 +164,8 @@ impl ManifestStore for SqliteManifestStore {
 
     async fn load_manifest(&self, manifest_ref: &str) -> Result<ParsedManifest> {
         let run_id = manifest_ref.to_owned();
-        self.blocking(move |db| sql_store::load_manifest(db, &run_id))
+        let allowed = self.inner.allowed.clone();
+        self.blocking(move |db| sql_store::load_manifest(db, &run_id, &allowed))
             .await
     }
 

@@ -156,8 +156,15 @@ pub fn load_current<B: SqlBackend>(db: &mut B) -> Result<Option<ManifestRef>> {
 }
 
 /// Load and validate one manifest; an unknown ref is `ManifestParse` ("Manifest not found").
-pub fn load_manifest<B: SqlBackend>(db: &mut B, manifest_ref: &str) -> Result<ParsedManifest> {
-    load(db, manifest_ref)
+/// Its `db_url`s must lie within its own recorded prefix or under `allowed` (SPEC 15.3).
+pub fn load_manifest<B: SqlBackend>(
+    db: &mut B,
+    manifest_ref: &str,
+    allowed: &[String],
+) -> Result<ParsedManifest> {
+    let mut m = load(db, manifest_ref)?;
+    crate::trust::confine_to_recorded_prefix(&mut m, allowed)?;
+    Ok(m)
 }
 
 /// Published manifests by `created_at`, newest first, at most `limit`.

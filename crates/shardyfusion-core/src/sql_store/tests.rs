@@ -178,7 +178,7 @@ fn round_trip_keeps_non_empty_shards_in_order() {
         (r.manifest_ref.as_str(), r.published_at),
         ("r1", b.created_at)
     );
-    let m = load_manifest(&mut db, "r1").unwrap();
+    let m = load_manifest(&mut db, "r1", &[]).unwrap();
     assert_eq!(m.build, b);
     assert_eq!(m.shards.iter().map(|s| s.db_id).collect::<Vec<_>>(), [0, 3]);
     assert_eq!(m.shards[1], s[0]);
@@ -328,7 +328,7 @@ fn out_of_range_integers_read_back_are_parse_errors_naming_the_column() {
         let mut db = Fake::new();
         publish_ok(&mut db, "r1");
         set(&mut db.t);
-        let err = load_manifest(&mut db, "r1").unwrap_err();
+        let err = load_manifest(&mut db, "r1", &[]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ManifestParse, "{column}: {err}");
         assert!(err.message().contains(column), "{column}: {err}");
         assert!(err.message().contains("\"r1\""), "{column}: {err}");
