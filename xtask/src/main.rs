@@ -102,7 +102,14 @@ fn test(_root: &Path) -> Result<()> {
 
 /// Features of the `shardyfusion` facade, each checked alone.
 const FACADE_FEATURES: &[&str] = &[
-    "s3", "postgres", "sqlite", "cel", "writer", "reader", "async",
+    "s3",
+    "postgres",
+    "postgres-tls",
+    "sqlite",
+    "cel",
+    "writer",
+    "reader",
+    "async",
 ];
 
 fn features(_root: &Path) -> Result<()> {

@@ -16,6 +16,9 @@ pub(crate) struct ReaderSection {
     pub(crate) pool_checkout_timeout: Option<f64>,
     pub(crate) thread_safety: Option<String>,
     pub(crate) reader_backend: Option<String>,
+    /// URL prefixes that manifest refs and `db_url`s may name besides the store's own bucket
+    /// or directory (SPEC 15.3).
+    pub(crate) allowed_url_prefixes: Vec<String>,
 }
 
 /// `[manifest_store]`.
@@ -27,6 +30,8 @@ pub(crate) struct StoreSection {
     pub(crate) path: Option<String>,
     pub(crate) table_name: Option<String>,
     pub(crate) ensure_table: Option<bool>,
+    /// Write `_CURRENT` with plain PUTs (servers without conditional writes).
+    pub(crate) unconditional_pointer_writes: Option<bool>,
 }
 
 /// `[output]`.
@@ -61,6 +66,7 @@ pub(crate) struct Profile {
     pub(crate) connect_timeout: Option<f64>,
     pub(crate) read_timeout: Option<f64>,
     pub(crate) max_attempts: Option<u32>,
+    pub(crate) anonymous: Option<bool>,
 }
 
 fn home_config(name: &str) -> Option<PathBuf> {

@@ -42,9 +42,15 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     credentials: Option<PathBuf>,
     /// S3 connection option `KEY=VALUE` (repeatable): addressing_style, signature_version,
-    /// verify_ssl, connect_timeout, read_timeout, max_attempts, endpoint_url, region.
+    /// verify_ssl, connect_timeout, read_timeout, max_attempts, endpoint_url, region,
+    /// anonymous (unsigned requests to a public bucket).
     #[arg(long = "s3-option", global = true, value_name = "KEY=VALUE")]
     s3_options: Vec<String>,
+    /// Also follow manifest refs and shard URLs under this URL prefix (repeatable; also
+    /// `[reader].allowed_url_prefixes`). By default only the store's own bucket or directory is
+    /// trusted.
+    #[arg(long = "allow-url-prefix", global = true, value_name = "URL")]
+    allow_url_prefixes: Vec<String>,
     /// Output format: json, jsonl (default), table, text.
     #[arg(long, global = true, value_name = "FORMAT")]
     output_format: Option<String>,
@@ -207,7 +213,8 @@ fn s3_settings(
         opts = opts
             .with_connect_timeout(Duration::from_secs_f64(p.connect_timeout.unwrap_or(10.0)))
             .with_read_timeout(Duration::from_secs_f64(p.read_timeout.unwrap_or(30.0)))
-            .with_max_attempts(p.max_attempts.unwrap_or(3));
+            .with_max_attempts(p.max_attempts.unwrap_or(3))
+            .with_anonymous(p.anonymous.unwrap_or(false));
         if let (Some(id), Some(secret)) =
             (nonempty(&p.access_key_id), nonempty(&p.secret_access_key))
         {
@@ -235,6 +242,7 @@ fn s3_settings(
             "max_attempts" => opts = opts.with_max_attempts(v.parse()?),
             "endpoint_url" => opts = opts.with_endpoint_url(v),
             "region" => opts = opts.with_region(v),
+            "anonymous" => opts = opts.with_anonymous(parse_bool(v)?),
             other => eprintln!("warning: unknown --s3-option {other:?} ignored"),
         }
     }
@@ -284,6 +292,12 @@ fn build_ctx_with(
         .backend
         .clone()
         .unwrap_or_else(|| "s3".to_owned());
+    let allowed: Vec<String> = cli
+        .allow_url_prefixes
+        .iter()
+        .chain(&cfg.reader.allowed_url_prefixes)
+        .cloned()
+        .collect();
     let (store, prefix): (Arc<dyn ManifestStore>, Option<String>) = match backend.as_str() {
         "s3" => {
             let (prefix, key) = match prefix_override {
@@ -300,7 +314,11 @@ fn build_ctx_with(
             };
             let store =
                 shardyfusion::stores::ObjectStoreManifestStore::new(&prefix, resolver.clone())?
-                    .with_pointer_key(key);
+                    .with_pointer_key(key)
+                    .with_allowed_url_prefixes(&allowed)
+                    .with_unconditional_pointer_writes(
+                        cfg.manifest_store.unconditional_pointer_writes == Some(true),
+                    );
             (Arc::new(store), Some(prefix))
         }
         "postgres" => {
@@ -320,6 +338,7 @@ fn build_ctx_with(
             if let Some(e) = cfg.manifest_store.ensure_table {
                 opts.ensure_table = e;
             }
+            opts.allowed_url_prefixes = allowed.clone();
             let prefix = prefix_override
                 .map(str::to_owned)
                 .or(cfg.reader.s3_prefix.clone())
@@ -335,7 +354,8 @@ fn build_ctx_with(
             let path = cfg.manifest_store.path.clone().ok_or_else(|| {
                 anyhow::anyhow!("[manifest_store].path is required for the sqlite backend")
             })?;
-            let mut store = shardyfusion::stores::SqliteManifestStore::new(&path);
+            let mut store = shardyfusion::stores::SqliteManifestStore::new(&path)
+                .with_allowed_url_prefixes(&allowed);
             if let Some(t) = &cfg.manifest_store.table_name {
                 store = store.with_tables(t, "shardyfusion_pointer")?;
             }
