@@ -27,6 +27,11 @@ pub trait ShardAdapter: Send {
     fn db_bytes(&self) -> u64;
     /// Shut the database down; idempotent.
     async fn close(&mut self) -> Result<()>;
+    /// Shut the database down after a failure, without making unflushed data durable (it will
+    /// never be published). Defaults to [`close`](Self::close).
+    async fn abandon(&mut self) -> Result<()> {
+        self.close().await
+    }
 }
 
 /// Opens shard adapters.
@@ -259,6 +264,19 @@ pub struct SlateDbAdapter {
 }
 
 impl SlateDbAdapter {
+    async fn close_with(&mut self, flush_type: Option<FlushType>) -> Result<()> {
+        let Some(db) = self.db.take() else {
+            return Ok(());
+        };
+        let what = format!("closing {}", self.url);
+        timed(self.options.close_timeout, &what, async {
+            db.close_with_options(CloseOptions { flush_type })
+                .await
+                .map_err(|e| slate_err(ErrorKind::ShardWrite, &what, e))
+        })
+        .await
+    }
+
     fn db(&self) -> Result<&Arc<Db>> {
         self.db.as_ref().ok_or_else(|| {
             Error::new(
@@ -315,18 +333,11 @@ impl ShardAdapter for SlateDbAdapter {
     }
 
     async fn close(&mut self) -> Result<()> {
-        let Some(db) = self.db.take() else {
-            return Ok(());
-        };
-        let what = format!("closing {}", self.url);
-        timed(self.options.close_timeout, &what, async {
-            db.close_with_options(CloseOptions {
-                flush_type: Some(FlushType::MemTable),
-            })
-            .await
-            .map_err(|e| slate_err(ErrorKind::ShardWrite, &what, e))
-        })
-        .await
+        self.close_with(Some(FlushType::MemTable)).await
+    }
+
+    async fn abandon(&mut self) -> Result<()> {
+        self.close_with(None).await
     }
 }
 

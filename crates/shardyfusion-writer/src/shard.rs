@@ -210,6 +210,9 @@ impl SpoolReader {
 }
 
 /// One shard being written: the current attempt's adapter plus what is needed to retry.
+///
+/// Dropped with a database still open (the write future was cancelled), it closes that
+/// database on the current runtime.
 pub(crate) struct ShardSink {
     ctx: ShardCtx,
     db_id: u32,
@@ -255,7 +258,9 @@ impl ShardSink {
     async fn open_attempt(&mut self) -> Result<()> {
         let url = self.ctx.url(self.db_id, self.attempt);
         let dir = self.ctx.local_dir(self.db_id, self.attempt);
-        std::fs::create_dir_all(&dir).map_err(|e| spool_err(&dir, e))?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| spool_err(&dir, e))?;
         self.ctx.emit(
             MetricEvent::WriteShardStarted,
             &[
@@ -441,16 +446,49 @@ impl ShardSink {
     }
 
     async fn replay(&mut self) -> Result<ShardResult> {
-        let mut spool = SpoolReader::open(self.ctx.spool_path(self.db_id))?;
+        let path = self.ctx.spool_path(self.db_id);
+        let mut spool = Some(crate::writer::blocking(move || SpoolReader::open(path)).await?);
         self.open_attempt().await?;
+        let max = self.ctx.batch_size;
         loop {
-            let batch = spool.next_batch(self.ctx.batch_size)?;
+            // Local file reads run on a blocking thread, never on an async worker.
+            let mut reader = spool
+                .take()
+                .ok_or_else(|| Error::new(ErrorKind::ShardWrite, "spool reader missing"))?;
+            let (reader, batch) = crate::writer::blocking(move || {
+                let batch = reader.next_batch(max)?;
+                Ok((reader, batch))
+            })
+            .await?;
+            spool = Some(reader);
             if batch.is_empty() {
                 break;
             }
             self.write_now(batch).await?;
         }
         self.seal_attempt().await
+    }
+
+    /// Give the shard up after a failure elsewhere: close its open database without the final
+    /// flush (nothing of it will be published).
+    pub(crate) async fn abandon(mut self) {
+        if let Some(mut a) = self.adapter.take()
+            && let Err(e) = a.abandon().await
+        {
+            tracing::warn!(db_id = self.db_id, error = %e, "closing an abandoned shard failed");
+        }
+    }
+}
+
+impl Drop for ShardSink {
+    fn drop(&mut self) {
+        if let Some(mut a) = self.adapter.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = a.abandon().await;
+            });
+        }
     }
 }
 

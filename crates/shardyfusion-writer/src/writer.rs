@@ -377,7 +377,7 @@ impl ShardedWriter {
             }
         }
         // Scratch space of this run (spools, attempt dirs) is not needed any more.
-        let _ = std::fs::remove_dir_all(out.local_root.join(format!("run_id={run_id}")));
+        let _ = tokio::fs::remove_dir_all(out.local_root.join(format!("run_id={run_id}"))).await;
         result
     }
 
@@ -719,18 +719,38 @@ struct Dispatcher<'a> {
 }
 
 impl Dispatcher<'_> {
+    /// After a failure: close every shard database this write opened (without the final
+    /// flush), in sequential sinks and in the parallel workers alike.
+    async fn abandon(self) {
+        let mut sinks: Vec<ShardSink> = self.sinks.into_iter().flatten().collect();
+        sinks.extend(self.workers.stop().await);
+        for sink in sinks {
+            sink.abandon().await;
+        }
+    }
+
     async fn dispatch(&mut self, i: usize, batch: Batch) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        if self.ctx.retry.as_ref().is_some_and(|r| r.max_retries > 0) {
-            if self.spools[i].is_none() {
-                self.spools[i] = Some(SpoolWriter::create(self.ctx.spool_path(i as u32))?);
-            }
-            if let Some(s) = self.spools[i].as_mut() {
-                s.append(&batch)?;
-            }
-        }
+        let batch = if self.ctx.retry.as_ref().is_some_and(|r| r.max_retries > 0) {
+            // Local file I/O runs on a blocking thread, never on an async worker.
+            let spool = self.spools[i].take();
+            let path = self.ctx.spool_path(i as u32);
+            let (spool, batch) = blocking(move || {
+                let mut spool = match spool {
+                    Some(s) => s,
+                    None => SpoolWriter::create(path)?,
+                };
+                spool.append(&batch)?;
+                Ok((spool, batch))
+            })
+            .await?;
+            self.spools[i] = Some(spool);
+            batch
+        } else {
+            batch
+        };
         if self.parallel {
             self.workers.send(i, batch, &mut self.sinks).await
         } else if let Some(sink) = self.sinks[i].as_mut() {
@@ -758,9 +778,7 @@ where
     V: AsRef<[u8]>,
 {
     let n = num_dbs as usize;
-    let batch_size = ctx.batch_size;
-    let sort = options.sort_within_partitions;
-    let mut buffers = Buffers::new(n, batch_size);
+    let mut buffers = Buffers::new(n, ctx.batch_size);
     let mut stats: Vec<crate::shard::ShardStats> = vec![Default::default(); n];
     let mut out = Dispatcher {
         ctx,
@@ -771,6 +789,44 @@ where
             .collect(),
         workers: Workers::new(options),
     };
+    let fed = feed(
+        &mut out,
+        &mut buffers,
+        &mut stats,
+        rows,
+        extract,
+        router,
+        encoding,
+        options,
+    )
+    .await;
+    if let Err(e) = fed {
+        out.abandon().await;
+        return Err(e);
+    }
+    out.workers.finish(out.sinks, stats).await
+}
+
+/// Route every row into the per-shard buffers and hand full batches to `out`.
+#[allow(clippy::too_many_arguments)]
+async fn feed<I, T, F, V>(
+    out: &mut Dispatcher<'_>,
+    buffers: &mut Buffers,
+    stats: &mut [crate::shard::ShardStats],
+    rows: I,
+    extract: &F,
+    router: &Router,
+    encoding: KeyEncoding,
+    options: &WriteOptions,
+) -> Result<()>
+where
+    I: IntoIterator<Item = T>,
+    F: Fn(&T) -> Result<Row<V>>,
+    V: AsRef<[u8]>,
+{
+    let n = buffers.bufs.len();
+    let batch_size = out.ctx.batch_size;
+    let sort = options.sort_within_partitions;
     let mut integer_keys: Option<bool> = None;
 
     for item in rows {
@@ -812,10 +868,22 @@ where
     }
     for s in out.spools.iter_mut() {
         if let Some(s) = s.take() {
-            s.finish()?;
+            blocking(move || s.finish()).await?;
         }
     }
-    out.workers.finish(out.sinks, stats).await
+    Ok(())
+}
+
+/// Run blocking work (local files) on tokio's blocking pool.
+pub(crate) async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R> + Send + 'static,
+) -> Result<R> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        Error::new(
+            ErrorKind::ShardWrite,
+            format!("a blocking file task failed: {e}"),
+        )
+    })?
 }
 
 /// Parallel mode: one task per non-empty shard fed by a bounded channel; bytes in flight are
@@ -929,41 +997,59 @@ impl Workers {
             }
         }
         self.senders.clear(); // close the channels: workers drain and return their sinks
+        let mut failure = None;
         for (i, handle) in std::mem::take(&mut self.handles) {
-            let mut sink = match join(handle).await {
-                Ok(s) => s,
-                Err(e) => {
-                    self.abort_all();
-                    return Err(e);
+            match join(handle).await {
+                Ok(mut sink) => {
+                    sink.stats = stats[i].clone();
+                    sinks[i] = Some(sink);
                 }
-            };
-            sink.stats = stats[i].clone();
-            sinks[i] = Some(sink);
+                Err(e) => failure = failure.or(Some(e)),
+            }
         }
-        // Seal every shard (concurrently), retrying from spools where needed.
+        if let Some(e) = failure {
+            for sink in sinks.into_iter().flatten() {
+                sink.abandon().await;
+            }
+            return Err(e);
+        }
+        // Seal every shard (concurrently), retrying from spools where needed. After a failure
+        // the others still run to their end, so every database is closed before returning.
         let mut tasks = tokio::task::JoinSet::new();
         for sink in sinks.into_iter().flatten() {
             tasks.spawn(sink.finish());
         }
         let mut results = Vec::new();
+        let mut failure = None;
         while let Some(r) = tasks.join_next().await {
             match r {
                 Ok(Ok(res)) => results.push(res),
-                Ok(Err(e)) => {
-                    tasks.abort_all();
-                    return Err(e);
-                }
+                Ok(Err(e)) => failure = failure.or(Some(e)),
                 Err(e) => {
-                    tasks.abort_all();
-                    return Err(Error::new(
+                    failure = failure.or(Some(Error::new(
                         ErrorKind::ShardWrite,
                         format!("shard task failed: {e}"),
-                    ));
+                    )))
                 }
             }
         }
+        if let Some(e) = failure {
+            return Err(e);
+        }
         results.sort_by_key(|r| r.db_id);
         Ok(results)
+    }
+
+    /// Stop every worker (after a failure elsewhere) and return the sinks they held.
+    async fn stop(mut self) -> Vec<ShardSink> {
+        self.senders.clear();
+        let mut sinks = Vec::new();
+        for (_, handle) in std::mem::take(&mut self.handles) {
+            if let Ok(sink) = join(handle).await {
+                sinks.push(sink);
+            }
+        }
+        sinks
     }
 
     fn abort_all(&mut self) {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod failures;
+mod hygiene;
 mod roundtrip;
 
 use std::collections::HashMap;
