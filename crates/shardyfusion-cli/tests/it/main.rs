@@ -959,7 +959,7 @@ fn run_ids_are_used_once_and_urls_stay_inside_the_store() {
     let sib_current = format!("{}/_CURRENT", sibling.display());
     // Relocated to sibling/shards, which does not exist: a read error, not a silent read of copy/.
     let e = err_json(
-        &mut shardy().args(["--current-url", &sib_current, "get", "7"]),
+        shardy().args(["--current-url", &sib_current, "get", "7"]),
         1,
     );
     assert!(e.to_string().contains("sibling"), "{e}");

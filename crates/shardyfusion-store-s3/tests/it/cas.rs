@@ -22,6 +22,9 @@ use tokio::sync::Notify;
 
 use crate::{s3_resolver, s3_server, unique};
 
+/// A pointer PUT as it went over the wire: path, body, options, and the store it went to.
+type SentPut = (Path, Bytes, PutOptions, Arc<dyn ObjectStore>);
+
 /// Shared by every store a resolver wraps: an optional hold on the next pointer write, and the
 /// last pointer PUT seen (to resend it later, as a network might).
 #[derive(Default)]
@@ -29,7 +32,7 @@ struct Control {
     armed: Mutex<bool>,
     reached: Notify,
     release: Notify,
-    last_put: Mutex<Option<(Path, Bytes, PutOptions, Arc<dyn ObjectStore>)>>,
+    last_put: Mutex<Option<SentPut>>,
 }
 
 struct Hold {
