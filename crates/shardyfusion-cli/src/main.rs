@@ -315,7 +315,7 @@ fn build_ctx_with(
             let store =
                 shardyfusion::stores::ObjectStoreManifestStore::new(&prefix, resolver.clone())?
                     .with_pointer_key(key)
-                    .with_allowed_url_prefixes(&allowed)
+                    .with_allowed_url_prefixes(&allowed)?
                     .with_unconditional_pointer_writes(
                         cfg.manifest_store.unconditional_pointer_writes == Some(true),
                     );
@@ -355,7 +355,7 @@ fn build_ctx_with(
                 anyhow::anyhow!("[manifest_store].path is required for the sqlite backend")
             })?;
             let mut store = shardyfusion::stores::SqliteManifestStore::new(&path)
-                .with_allowed_url_prefixes(&allowed);
+                .with_allowed_url_prefixes(&allowed)?;
             if let Some(t) = &cfg.manifest_store.table_name {
                 store = store.with_tables(t, "shardyfusion_pointer")?;
             }

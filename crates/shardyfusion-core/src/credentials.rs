@@ -88,8 +88,10 @@ impl fmt::Debug for S3Credentials {
 /// [`expires_at`](S3Credentials::expires_at) of the last ones, off the async worker threads (a
 /// provider may read files or call a service).
 pub trait CredentialProvider: Send + Sync + fmt::Debug {
-    /// The credentials to use, or `None` to use the default chain (environment keys, web
-    /// identity, container and instance metadata; SPEC 15.5).
+    /// The credentials to use. `None` means "none here": the environment provider returns it
+    /// when no keys are set, and storage then uses the default chain (web identity, container
+    /// and instance metadata; SPEC 15.5). A provider given explicitly must return credentials;
+    /// from it `None` is an authentication error (remove it to use the default chain).
     fn resolve(&self) -> Result<Option<S3Credentials>>;
 }
 

@@ -185,6 +185,15 @@ impl Error {
         Error::new(ErrorKind::ConfigValidation, message)
     }
 
+    /// A second publish of `run_id` into `store` (SPEC 15.1): `ConfigValidation` "run id
+    /// already published", the same words from every manifest store.
+    pub fn run_id_published(run_id: &str, store: &str) -> Self {
+        Error::config(format!(
+            "run id already published: {run_id:?} already has a manifest in {store}; published \
+             manifests never change, so publish under a new run id"
+        ))
+    }
+
     /// Shorthand for [`ErrorKind::ManifestParse`].
     pub fn manifest_parse(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::ManifestParse, message)

@@ -83,7 +83,10 @@ pub use sharding::{
     validate_routing_values,
 };
 pub use time::Timestamp;
-pub use trust::{UrlBoundary, confine_manifest, confine_to_recorded_prefix, rebase_url};
+pub use trust::{
+    UrlBoundary, confine_manifest, confine_to_recorded_prefix, rebase_url,
+    validate_allowed_url_prefixes,
+};
 
 #[doc(hidden)]
 pub mod reference;

@@ -18,7 +18,8 @@ use crate::model::ParsedManifest;
 /// assert!(local.permits("file:///data/snap/shards/x"));
 /// assert!(!local.permits("file:///data/snap/../../etc"));
 /// assert!(!local.permits("/data/other"));
-/// assert!(local.clone().allow(["file:///data/other"]).permits("/data/other/x"));
+/// assert!(local.clone().allow(["file:///data/other"]).unwrap().permits("/data/other/x"));
+/// assert!(local.clone().allow(["relative/dir"]).is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlBoundary {
@@ -66,6 +67,37 @@ impl Place {
         Some(place)
     }
 
+    /// A prefix the user allows: like [`Place::of`], but a bucket or store name alone
+    /// (`s3://bucket`, `memory://name`) is accepted too. Anything else is `ConfigValidation`.
+    fn allowed(prefix: &str) -> Result<Place> {
+        let bare = |scheme: &str| {
+            prefix
+                .strip_prefix(scheme)
+                .map(|rest| rest.trim_end_matches('/'))
+                .filter(|name| !name.is_empty() && !name.contains('/'))
+                .map(str::to_owned)
+        };
+        if let Some(bucket) = bare("s3://") {
+            return Ok(Place::S3 {
+                bucket,
+                key: String::new(),
+            });
+        }
+        if let Some(name) = bare("memory://") {
+            return Ok(Place::Memory {
+                name,
+                key: String::new(),
+            });
+        }
+        Place::of(prefix).ok_or_else(|| {
+            Error::config(format!(
+                "allowed URL prefix {prefix:?} is not usable: give s3://bucket[/prefix], \
+                 memory://name[/prefix], file:///abs/dir or an absolute path, without '.' or \
+                 '..' segments"
+            ))
+        })
+    }
+
     /// Whether `other` lies inside this place: same bucket or store name (any key inside it),
     /// or, for files, at or below this directory.
     fn contains(&self, other: &Place) -> bool {
@@ -91,12 +123,12 @@ impl Place {
     }
 }
 
-/// `path` equals `dir` or lies below it, segment-wise.
+/// `path` equals `dir` or lies below it, segment-wise (both come without a trailing `/`).
 fn under(path: &str, dir: &str) -> bool {
     path == dir
         || path
             .strip_prefix(dir)
-            .is_some_and(|rest| rest.starts_with('/') || dir.ends_with('/'))
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 impl UrlBoundary {
@@ -114,13 +146,14 @@ impl UrlBoundary {
         })
     }
 
-    /// Also permit URLs under each of `prefixes` (e.g. `s3://shared-bucket/features`); a
-    /// prefix that cannot be parsed permits nothing.
-    #[must_use]
-    pub fn allow<S: AsRef<str>>(mut self, prefixes: impl IntoIterator<Item = S>) -> Self {
-        self.allowed
-            .extend(prefixes.into_iter().filter_map(|p| Place::of(p.as_ref())));
-        self
+    /// Also permit URLs under each of `prefixes` (`s3://shared-bucket`,
+    /// `s3://shared-bucket/features`, `memory://name`, `file:///dir`, `/dir`); an entry that
+    /// cannot be used is `ConfigValidation` naming it.
+    pub fn allow<S: AsRef<str>>(mut self, prefixes: impl IntoIterator<Item = S>) -> Result<Self> {
+        for p in prefixes {
+            self.allowed.push(Place::allowed(p.as_ref())?);
+        }
+        Ok(self)
     }
 
     /// Whether `url` may be followed.
@@ -156,9 +189,22 @@ impl UrlBoundary {
     }
 }
 
+/// Check a list of allowed URL prefixes (see [`UrlBoundary::allow`]): `ConfigValidation` naming
+/// the first unusable entry.
+pub fn validate_allowed_url_prefixes<S: AsRef<str>>(prefixes: &[S]) -> Result<()> {
+    for p in prefixes {
+        Place::allowed(p.as_ref())?;
+    }
+    Ok(())
+}
+
 /// Confine the `db_url`s of a manifest read from a database store (SPEC 15.3): they must lie
 /// within the bucket, store name or directory of the manifest's own recorded `s3_prefix` (a
 /// relative local prefix is taken relative to the working directory), or under `allowed`.
+///
+/// The recorded prefix comes from the same row as the `db_url`s, so this bounds what a
+/// manifest can name by the data it claims as its own; whoever can write the database is
+/// trusted as much as whoever can write an object store's prefix.
 pub fn confine_to_recorded_prefix<S: AsRef<str>>(
     manifest: &mut ParsedManifest,
     allowed: &[S],
@@ -180,7 +226,7 @@ pub fn confine_to_recorded_prefix<S: AsRef<str>>(
     };
     let boundary = UrlBoundary::new(&root)
         .map_err(|e| Error::new(ErrorKind::ManifestParse, e.message().to_owned()))?
-        .allow(allowed.iter().map(AsRef::as_ref));
+        .allow(allowed.iter().map(AsRef::as_ref))?;
     confine_manifest(manifest, None, &boundary)
 }
 
@@ -303,10 +349,17 @@ mod tests {
         let s3 = UrlBoundary::new("s3://b/p").unwrap();
         assert!(s3.permits("s3://b/anything/else"));
         assert!(!s3.permits("s3://b2/p"));
-        let allowed = s3.allow(["s3://shared/features/"]);
+        let allowed = s3.clone().allow(["s3://shared/features/"]).unwrap();
         assert!(allowed.permits("s3://shared/features/x"));
         assert!(!allowed.permits("s3://shared/featuresX/x"));
         assert!(!allowed.permits("s3://shared/other"));
+        // A whole bucket or memory store may be allowed; unusable entries are errors.
+        let whole = s3.clone().allow(["s3://shared", "memory://m/"]).unwrap();
+        assert!(whole.permits("s3://shared/any/thing") && whole.permits("memory://m/k"));
+        for bad in ["relative/dir", "s3://", "ftp://x/y", "file:///a/../b", ""] {
+            let err = s3.clone().allow([bad]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ConfigValidation, "{bad}");
+        }
     }
 
     #[test]

@@ -371,8 +371,13 @@ impl AsyncShardedReader {
                 for candidate in history.iter().skip(start).take(max_fallback) {
                     match self.store.load_manifest(&candidate.manifest_ref).await {
                         Ok(m) => {
-                            return Snapshot::open(candidate.clone(), m, &self.factory, self.limits)
-                                .await;
+                            return Snapshot::open(
+                                candidate.clone(),
+                                m,
+                                &self.factory,
+                                self.limits,
+                            )
+                            .await;
                         }
                         Err(e) if e.kind() == ErrorKind::ManifestParse => continue,
                         Err(e) => return Err(e),

@@ -1,35 +1,53 @@
 //! S3 credentials for `object_store` from a shardyfusion [`CredentialProvider`]: cached, asked
 //! again shortly before they expire (SPEC 15.5), and resolved off the async worker threads.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use object_store::aws::AwsCredential;
 use shardyfusion_core::CredentialProvider;
 
-/// Credentials are asked for again this long before they expire.
+/// Credentials are asked for again this long before they expire (or at half their lifetime,
+/// when that is shorter).
 pub(crate) const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 
-/// An `object_store` credential provider backed by a shardyfusion one.
+/// An `object_store` credential provider backed by a shardyfusion one. One refresh at a time:
+/// concurrent requests wait for it rather than each asking the provider.
 #[derive(Debug)]
 pub(crate) struct RefreshingCredentials {
     provider: Arc<dyn CredentialProvider>,
-    cached: Mutex<Option<Cached>>,
+    cached: tokio::sync::Mutex<Option<Cached>>,
 }
 
 #[derive(Debug, Clone)]
 struct Cached {
     credential: Arc<AwsCredential>,
     expires_at: Option<SystemTime>,
+    /// When to ask again.
+    refresh_at: Option<SystemTime>,
 }
 
 impl Cached {
+    fn new(credential: AwsCredential, expires_at: Option<SystemTime>) -> Self {
+        let now = SystemTime::now();
+        let refresh_at = expires_at.map(|at| {
+            let life = at.duration_since(now).unwrap_or_default();
+            at - REFRESH_BEFORE_EXPIRY.min(life / 2)
+        });
+        Cached {
+            credential: Arc::new(credential),
+            expires_at,
+            refresh_at,
+        }
+    }
+
     fn fresh(&self, now: SystemTime) -> bool {
-        self.expires_at.is_none_or(|at| {
-            at.duration_since(now)
-                .is_ok_and(|left| left > REFRESH_BEFORE_EXPIRY)
-        })
+        self.refresh_at.is_none_or(|at| now < at)
+    }
+
+    fn valid(&self, now: SystemTime) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
     }
 }
 
@@ -37,12 +55,8 @@ impl RefreshingCredentials {
     pub(crate) fn new(provider: Arc<dyn CredentialProvider>) -> Self {
         RefreshingCredentials {
             provider,
-            cached: Mutex::new(None),
+            cached: tokio::sync::Mutex::new(None),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Cached>> {
-        self.cached.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -58,8 +72,10 @@ impl object_store::CredentialProvider for RefreshingCredentials {
     type Credential = AwsCredential;
 
     async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
-        if let Some(c) = self.lock().as_ref()
-            && c.fresh(SystemTime::now())
+        let mut cached = self.cached.lock().await;
+        let now = SystemTime::now();
+        if let Some(c) = cached.as_ref()
+            && c.fresh(now)
         {
             return Ok(c.credential.clone());
         }
@@ -67,25 +83,35 @@ impl object_store::CredentialProvider for RefreshingCredentials {
         // A provider may read files or call a service: never on an async worker thread.
         let resolved = tokio::task::spawn_blocking(move || provider.resolve())
             .await
-            .map_err(|e| object_store::Error::JoinError { source: e })?
-            .map_err(|e| failure(format!("the credential provider failed: {e}")))?;
-        let Some(c) = resolved else {
-            return Err(failure(format!(
-                "the credential provider {:?} returned no credentials; remove it to use the \
-                 default chain, or set anonymous access for a public bucket",
-                self.provider
-            )));
+            .map_err(|e| object_store::Error::JoinError { source: e })?;
+        let c = match resolved {
+            Ok(Some(c)) => c,
+            // A failed refresh keeps serving credentials that have not expired yet.
+            Err(e) => match cached.as_ref() {
+                Some(c) if c.valid(now) => {
+                    tracing::warn!(error = %e, "refreshing S3 credentials failed; using the current ones until they expire");
+                    return Ok(c.credential.clone());
+                }
+                _ => return Err(failure(format!("the credential provider failed: {e}"))),
+            },
+            Ok(None) => {
+                return Err(failure(format!(
+                    "the credential provider {:?} returned no credentials; remove it to use \
+                     the default chain, or set anonymous access for a public bucket",
+                    self.provider
+                )));
+            }
         };
-        let cached = Cached {
-            credential: Arc::new(AwsCredential {
+        let fresh = Cached::new(
+            AwsCredential {
                 key_id: c.access_key_id,
                 secret_key: c.secret_access_key.expose().to_owned(),
                 token: c.session_token.map(|t| t.expose().to_owned()),
-            }),
-            expires_at: c.expires_at,
-        };
-        let credential = cached.credential.clone();
-        *self.lock() = Some(cached);
+            },
+            c.expires_at,
+        );
+        let credential = fresh.credential.clone();
+        *cached = Some(fresh);
         Ok(credential)
     }
 }
@@ -118,10 +144,10 @@ mod tests {
 
     #[tokio::test]
     async fn expiring_credentials_are_asked_for_again() {
-        // Expiring within the refresh margin: every use asks the provider again.
+        // Expired already: every use asks the provider again.
         let p = Arc::new(Rotating {
             calls: AtomicU32::new(0),
-            ttl: Duration::from_secs(60),
+            ttl: Duration::ZERO,
         });
         let creds = RefreshingCredentials::new(p.clone());
         let a = creds.get_credential().await.unwrap();

@@ -21,12 +21,11 @@ use crate::retry::StorageRetry;
 
 /// Environment variables of the default credential chain that the S3 client reads (through the
 /// resolver's environment lookup, so tests can inject them).
-const AMBIENT_CHAIN_VARS: [&str; 10] = [
+const AMBIENT_CHAIN_VARS: [&str; 9] = [
     "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_ROLE_ARN",
     "AWS_ROLE_SESSION_NAME",
     "AWS_ENDPOINT_URL_STS",
-    "AWS_STS_ENDPOINT",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",

@@ -34,17 +34,17 @@ pub enum ErrorClass {
 const CLIENT_STORES: [&str; 4] = ["S3", "GCS", "MicrosoftAzure", "HTTP"];
 
 /// Classify an `object_store` error (SPEC 12.3, 15.2): by variant, and for `Generic` errors by
-/// the typed errors in the source chain (an injected fault, an HTTP transport error, an I/O
-/// error). `object_store` maps the client-error statuses (304, 401, 403, 404, 409, 412) to their
-/// own variants, so a cloud store's remaining `Generic` status error is a server-side failure
-/// (5xx, 429) that outlived the client's retries: transient.
+/// the typed errors in the source chain (an injected fault, an HTTP transport error such as a
+/// refused connection or a timeout, an I/O error). `object_store` maps 304, 401, 403, 404, 409
+/// and 412 to their own variants; any other status error is permanent here (its client has
+/// already retried 5xx and 429). Message text decides nothing.
 pub fn classify(err: &OsError) -> ErrorClass {
     match err {
         OsError::NotFound { .. } => ErrorClass::NotFound,
         OsError::Precondition { .. } | OsError::AlreadyExists { .. } => ErrorClass::Conflict,
         OsError::PermissionDenied { .. } | OsError::Unauthenticated { .. } => ErrorClass::Denied,
         OsError::JoinError { .. } => ErrorClass::Transient,
-        OsError::Generic { store, source } => {
+        OsError::Generic { source, .. } => {
             let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
             while let Some(e) = cur {
                 if let Some(f) = e.downcast_ref::<InjectedFault>() {
@@ -65,11 +65,10 @@ pub fn classify(err: &OsError) -> ErrorClass {
                 }
                 cur = e.source();
             }
-            if CLIENT_STORES.contains(store) {
-                ErrorClass::Transient
-            } else {
-                ErrorClass::Permanent
-            }
+            // A cloud store's status error that object_store did not map to a variant: the
+            // client already retried 5xx and 429 by status; what is left (400, 405, 411, 416,
+            // 501, or a 5xx that outlived those retries) is not worth another try here.
+            ErrorClass::Permanent
         }
         _ => ErrorClass::Permanent,
     }

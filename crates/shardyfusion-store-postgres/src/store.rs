@@ -145,6 +145,7 @@ impl PostgresManifestStore {
     pub fn new(dsn: &str, opts: PostgresOptions) -> Result<Self> {
         check_identifier("table_name", &opts.table_name)?;
         check_identifier("pointer_table_name", &opts.pointer_table_name)?;
+        shardyfusion_core::validate_allowed_url_prefixes(&opts.allowed_url_prefixes)?;
         let redacted = dsn::redact(dsn);
         let mut config = dsn::parse(dsn, &redacted)?;
         config.connect_timeout(opts.connect_timeout);

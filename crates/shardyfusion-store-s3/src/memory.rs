@@ -81,11 +81,7 @@ impl ManifestStore for InMemoryManifestStore {
         {
             let mut s = self.lock();
             if s.manifests.iter().any(|(m, _)| m.run_id == r.run_id) {
-                return Err(Error::config(format!(
-                    "run id already published: {:?} has a manifest in this store; a published \
-                     snapshot is never written again, so write under a new run id",
-                    r.run_id
-                )));
+                return Err(Error::run_id_published(&r.run_id, "this in-memory store"));
             }
             s.manifests.push((r.clone(), image));
             s.current = Some(r.clone());

@@ -9,11 +9,18 @@ use shardyfusion_core::{
 use shardyfusion_manifest::{build_manifest, parse_manifest, pointer_from_json, pointer_to_json};
 use shardyfusion_storage::object_store::path::Path;
 use shardyfusion_storage::object_store::{
-    Attribute, Attributes, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    Attribute, Attributes, ObjectStoreExt, PutOptions, PutPayload,
 };
-use shardyfusion_storage::{ErrorClass, StorageResolver, StorageRetry, StoreLocation};
+use shardyfusion_storage::{
+    ErrorClass, RetryFailure, StorageResolver, StorageRetry, StoreLocation,
+};
 
 use crate::pointer::{self, Seen, Swap, UpdateMode};
+
+/// Largest pointer object read (a pointer is a few hundred bytes).
+pub(crate) const MAX_POINTER_BYTES: u64 = 64 << 10;
+/// Largest manifest object read (a million-shard manifest is about 300 MiB).
+const MAX_MANIFEST_BYTES: u64 = 1 << 30;
 
 /// A `ManifestStore` on any object store: `s3://`, `file://`, a local path or `memory://`.
 ///
@@ -46,12 +53,7 @@ impl ObjectStoreManifestStore {
     pub fn new(prefix_url: &str, resolver: StorageResolver) -> Result<Self> {
         let root = resolver.resolve(prefix_url)?;
         let boundary = UrlBoundary::new(&root.url)?;
-        // LocalFileSystem has no PutMode::Update: a lock file serializes pointer updates there.
-        let update_mode = if root.url.starts_with("file://") {
-            UpdateMode::Locked
-        } else {
-            UpdateMode::Versioned
-        };
+        let update_mode = UpdateMode::for_url(&root.url);
         Ok(ObjectStoreManifestStore {
             resolver,
             root,
@@ -61,31 +63,28 @@ impl ObjectStoreManifestStore {
         })
     }
 
-    /// Also follow manifest refs and `db_url`s under these URL prefixes (by default only the
-    /// store's own bucket, store name or directory is trusted; SPEC 15.3).
-    #[must_use]
+    /// Also follow `db_url`s (and manifest refs outside this store's layout) under these URL
+    /// prefixes (`s3://bucket`, `s3://bucket/prefix`, `file:///dir`, …); by default only the
+    /// store's own bucket, store name or directory is trusted (SPEC 15.3). An unusable entry is
+    /// `ConfigValidation`.
     pub fn with_allowed_url_prefixes<S: AsRef<str>>(
         mut self,
         prefixes: impl IntoIterator<Item = S>,
-    ) -> Self {
-        self.boundary = self.boundary.allow(prefixes);
-        self
+    ) -> Result<Self> {
+        self.boundary = self.boundary.allow(prefixes)?;
+        Ok(self)
     }
 
-    /// Write the pointer with plain PUTs, for S3-compatible servers that refuse conditional
-    /// writes. A concurrent publish or rollback can then be overwritten silently: opt in only
-    /// when one writer at a time is guaranteed by other means.
+    /// Write manifests and the pointer with plain PUTs, for S3-compatible servers that refuse
+    /// conditional writes. A concurrent publish or rollback can then be overwritten silently:
+    /// opt in only when one writer at a time is guaranteed by other means.
     #[must_use]
     pub fn with_unconditional_pointer_writes(mut self, on: bool) -> Self {
-        if on {
-            self.update_mode = UpdateMode::Unconditional;
-        } else if self.update_mode == UpdateMode::Unconditional {
-            self.update_mode = if self.root.url.starts_with("file://") {
-                UpdateMode::Locked
-            } else {
-                UpdateMode::Versioned
-            };
-        }
+        self.update_mode = if on {
+            UpdateMode::Unconditional
+        } else {
+            UpdateMode::for_url(&self.root.url)
+        };
         self
     }
 
@@ -163,52 +162,54 @@ impl ObjectStoreManifestStore {
             self.update_mode,
             opts,
         )
-        .await
-        .map_err(|f| {
-            let refused = matches!(
-                f.error,
-                shardyfusion_storage::object_store::Error::NotImplemented { .. }
-                    | shardyfusion_storage::object_store::Error::NotSupported { .. }
-            );
-            let e = f.into_error(
-                ErrorKind::ManifestStore,
-                &format!("writing {}", self.pointer_url()),
-            );
-            if refused {
-                Error::new(
-                    ErrorKind::PublishCurrent,
-                    format!(
-                        "the store refused the conditional write of {} ({}); the pointer was \
-                         not changed. Use a server that honours If-Match / If-None-Match, or opt \
-                         into unconditional pointer writes if only one writer ever publishes",
-                        self.pointer_url(),
-                        e.message()
-                    ),
-                )
-                .with_manifest_ref(manifest_ref)
-                .with_source(e)
-            } else {
-                e
-            }
-        })?;
+        .await;
         match outcome {
-            Swap::Done => Ok(()),
-            Swap::Lost => {
-                let now = self.read_pointer().await?;
-                let now = match now.bytes() {
-                    None => None,
-                    Some(b) => Some(pointer_from_json(b)?),
-                };
-                match now {
-                    Some(p) if p.manifest_ref == manifest_ref => Ok(()),
-                    other => Err(pointer::moved_concurrently(
-                        &self.pointer_url(),
-                        manifest_ref,
-                        other.as_ref().map(|p| p.manifest_ref.as_str()),
-                    )),
+            Ok(Swap::Done) => Ok(()),
+            Ok(Swap::Lost) => match self.pointer_target().await? {
+                // An earlier try of this very update landed.
+                Some(now) if now == manifest_ref => Ok(()),
+                other => Err(pointer::moved_concurrently(
+                    &self.pointer_url(),
+                    manifest_ref,
+                    other.as_deref(),
+                )),
+            },
+            Err(f) => {
+                // A conditional PUT is not retried by the S3 client, and a timeout does not say
+                // whether it landed: look before reporting a failure.
+                if f.class == ErrorClass::Transient
+                    && self.pointer_target().await.ok().flatten().as_deref() == Some(manifest_ref)
+                {
+                    return Ok(());
                 }
+                Err(self.write_error(f, &format!("writing {}", self.pointer_url())))
             }
         }
+    }
+
+    /// The manifest ref the pointer names now.
+    async fn pointer_target(&self) -> Result<Option<String>> {
+        match self.read_pointer().await?.bytes() {
+            None => Ok(None),
+            Some(b) => Ok(Some(pointer_from_json(b)?.manifest_ref)),
+        }
+    }
+
+    /// The error of a failed conditional write, with a hint when the server may not support
+    /// conditional writes at all.
+    fn write_error(&self, f: RetryFailure, what: &str) -> Error {
+        let permanent = f.class == ErrorClass::Permanent;
+        let e = f.into_error(ErrorKind::ManifestStore, what);
+        if !permanent || self.update_mode == UpdateMode::Unconditional {
+            return e;
+        }
+        let msg = format!(
+            "{}. If this S3-compatible server does not support conditional writes (If-Match / \
+             If-None-Match), use one that does, or opt into unconditional writes \
+             ([manifest_store].unconditional_pointer_writes) if only one writer ever publishes",
+            e.message()
+        );
+        Error::new(e.kind(), msg).with_source(e)
     }
 
     /// Whether run `run_id` already has a manifest under this prefix.
@@ -244,18 +245,39 @@ impl ObjectStoreManifestStore {
         self.resolver.resolve(manifest_ref)
     }
 
-    async fn get_bytes(&self, loc: &StoreLocation, what: &str) -> Result<Option<Vec<u8>>> {
+    /// The object at `loc`, `None` when absent; an object over `limit` bytes is
+    /// `ManifestParse` before its body is read (a hostile store cannot exhaust memory).
+    async fn get_bytes(
+        &self,
+        loc: &StoreLocation,
+        what: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>> {
         let store = &loc.store;
         let res = self
             .retry()
             .run(
                 "get",
                 self.resolver.metrics().map(|m| m.as_ref()),
-                || async { store.get(&loc.path).await?.bytes().await },
+                || async {
+                    let got = store.get(&loc.path).await?;
+                    if got.meta.size > limit {
+                        return Ok(Err(got.meta.size));
+                    }
+                    got.bytes().await.map(Ok)
+                },
             )
             .await;
         match res {
-            Ok(b) => Ok(Some(b.to_vec())),
+            Ok(Err(size)) => Err(Error::new(
+                ErrorKind::ManifestParse,
+                format!(
+                    "{what} {} is {size} bytes, over the limit of {limit}: not a {what} this \
+                     library wrote",
+                    loc.url
+                ),
+            )),
+            Ok(Ok(b)) => Ok(Some(b.to_vec())),
             Err(f) if f.class == ErrorClass::NotFound => Ok(None),
             Err(f) => Err(f.into_error(
                 ErrorKind::ManifestStore,
@@ -265,7 +287,15 @@ impl ObjectStoreManifestStore {
     }
 }
 
+/// The run id of a manifest ref `…/manifests/<TS>_run_id=<id>/manifest`, or of the first
+/// `run_id=<id>` segment of another ref (SPEC 3.7).
 fn run_id_of(manifest_ref: &str) -> Result<&str> {
+    let mut segments = manifest_ref.trim_end_matches('/').rsplit('/');
+    if let (Some("manifest"), Some(dir)) = (segments.next(), segments.next())
+        && let Some((_, id)) = parse_manifest_dir(dir)
+    {
+        return Ok(id);
+    }
     let (_, rest) = manifest_ref.split_once("run_id=").ok_or_else(|| {
         Error::config(format!(
             "manifest ref {manifest_ref:?} contains no run_id=<id> segment"
@@ -311,11 +341,7 @@ impl ManifestStore for ObjectStoreManifestStore {
         let seen = self.read_pointer().await?;
         // A run id is published once (SPEC 15.1).
         if self.run_id_published(&build.run_id).await? {
-            return Err(Error::config(format!(
-                "run id already published: {:?} has a manifest under {}; a published snapshot \
-                 is never written again, so write under a new run id",
-                build.run_id, self.root.url
-            )));
+            return Err(Error::run_id_published(&build.run_id, &self.root.url));
         }
         // Phase 1: the manifest object, create-only. Nothing is visible until the pointer moves.
         let now = Timestamp::now();
@@ -324,7 +350,7 @@ impl ManifestStore for ObjectStoreManifestStore {
         let manifest_ref = url_join(&self.root.url, &["manifests", &dir, "manifest"]);
         let store = &self.root.store;
         let mut opts = self.put_options(MANIFEST_CONTENT_TYPE);
-        opts.mode = PutMode::Create;
+        opts.mode = self.update_mode.create();
         self.retry()
             .run(
                 "put_manifest",
@@ -333,10 +359,7 @@ impl ManifestStore for ObjectStoreManifestStore {
             )
             .await
             .map_err(|f| {
-                let e = f.into_error(
-                    ErrorKind::ManifestStore,
-                    &format!("writing manifest {manifest_ref}"),
-                );
+                let e = self.write_error(f, &format!("writing manifest {manifest_ref}"));
                 let kind = if e.kind() == ErrorKind::ConfigValidation {
                     ErrorKind::ConfigValidation
                 } else {
@@ -382,7 +405,7 @@ impl ManifestStore for ObjectStoreManifestStore {
 
     async fn load_current(&self) -> Result<Option<ManifestRef>> {
         let (loc, _) = self.pointer_location();
-        match self.get_bytes(&loc, "pointer").await? {
+        match self.get_bytes(&loc, "pointer", MAX_POINTER_BYTES).await? {
             None => Ok(None),
             Some(bytes) => Ok(Some(pointer_from_json(&bytes)?.to_manifest_ref())),
         }
@@ -390,7 +413,7 @@ impl ManifestStore for ObjectStoreManifestStore {
 
     async fn load_manifest(&self, manifest_ref: &str) -> Result<ParsedManifest> {
         let loc = self.manifest_location(manifest_ref)?;
-        let mut manifest = match self.get_bytes(&loc, "manifest").await? {
+        let mut manifest = match self.get_bytes(&loc, "manifest", MAX_MANIFEST_BYTES).await? {
             Some(bytes) => parse_manifest(&bytes)?,
             None => {
                 return Err(Error::new(
@@ -452,9 +475,11 @@ impl ManifestStore for ObjectStoreManifestStore {
         let run_id = run_id_of(manifest_ref)?.to_owned();
         // The version the rollback is conditional on, read before anything else.
         let seen = self.read_pointer().await?;
-        // Validate first: never point readers at a manifest that does not load.
+        // Validate first: never point readers at a manifest that does not load. The pointer
+        // names the manifest where it was read (under this prefix for a relocated ref).
         self.load_manifest(manifest_ref).await?;
-        self.swap_pointer(&seen, manifest_ref, &run_id).await
+        let target = self.manifest_location(manifest_ref)?.url;
+        self.swap_pointer(&seen, &target, &run_id).await
     }
 }
 

@@ -67,16 +67,17 @@ impl SqliteManifestStore {
     }
 
     /// Also follow `db_url`s under these URL prefixes (by default only the bucket or directory
-    /// of a manifest's own recorded prefix is trusted; SPEC 15.3).
-    #[must_use]
+    /// of a manifest's own recorded prefix is trusted; SPEC 15.3). An unusable entry is
+    /// `ConfigValidation`.
     pub fn with_allowed_url_prefixes<S: AsRef<str>>(
         self,
         prefixes: impl IntoIterator<Item = S>,
-    ) -> Self {
+    ) -> Result<Self> {
         let i = &self.inner;
         let mut allowed = i.allowed.clone();
         allowed.extend(prefixes.into_iter().map(|p| p.as_ref().to_owned()));
-        SqliteManifestStore {
+        shardyfusion_core::validate_allowed_url_prefixes(&allowed)?;
+        Ok(SqliteManifestStore {
             inner: Arc::new(Inner {
                 path: i.path.clone(),
                 tables: i.tables.clone(),
@@ -84,7 +85,7 @@ impl SqliteManifestStore {
                 initialized: AtomicBool::new(i.initialized.load(Ordering::Acquire)),
                 allowed,
             }),
-        }
+        })
     }
 
     /// Use other table names (plain SQL identifiers).
@@ -92,10 +93,8 @@ impl SqliteManifestStore {
         check_identifier("table_name", table_name)?;
         check_identifier("pointer_table_name", pointer_table_name)?;
         let allowed = self.inner.allowed.clone();
-        Ok(
-            Self::build(self.inner.path.clone(), table_name, pointer_table_name)
-                .with_allowed_url_prefixes(allowed),
-        )
+        Self::build(self.inner.path.clone(), table_name, pointer_table_name)
+            .with_allowed_url_prefixes(allowed)
     }
 
     /// The database file.

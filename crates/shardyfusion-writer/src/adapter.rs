@@ -198,19 +198,22 @@ async fn ensure_empty(loc: &StoreLocation) -> Result<()> {
             loc.url, meta.location
         ))),
         Some(Err(e)) => {
-            let kind = match shardyfusion_storage::classify(&e) {
-                ErrorClass::Transient => ErrorKind::ShardWrite,
-                ErrorClass::Denied => ErrorKind::ConfigValidation,
-                _ => ErrorKind::DbAdapter,
+            let class = shardyfusion_storage::classify(&e);
+            let failure = shardyfusion_storage::RetryFailure {
+                class,
+                attempts: 1,
+                error: e,
             };
-            Err(Error::new(
-                kind,
-                format!(
-                    "checking that shard attempt path {} is empty failed: {e}",
-                    loc.url
-                ),
-            )
-            .with_source(e))
+            let e = failure.into_error(
+                ErrorKind::DbAdapter,
+                &format!("checking that shard attempt path {} is empty", loc.url),
+            );
+            // A transient listing failure is a retryable shard write failure.
+            Err(if class == ErrorClass::Transient {
+                Error::new(ErrorKind::ShardWrite, e.message().to_owned()).with_source(e)
+            } else {
+                e
+            })
         }
     }
 }

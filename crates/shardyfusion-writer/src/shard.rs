@@ -326,10 +326,18 @@ impl ShardSink {
         Ok(())
     }
 
-    async fn fail_streaming(&mut self, e: Error) -> Result<()> {
-        if let Some(mut a) = self.adapter.take() {
-            let _ = a.close().await;
+    /// Close the current attempt's database without its final flush (it will never be
+    /// published).
+    async fn drop_attempt(&mut self) {
+        if let Some(mut a) = self.adapter.take()
+            && let Err(e) = a.abandon().await
+        {
+            tracing::warn!(db_id = self.db_id, error = %e, "closing a failed shard attempt failed");
         }
+    }
+
+    async fn fail_streaming(&mut self, e: Error) -> Result<()> {
+        self.drop_attempt().await;
         if self.ctx.retry.as_ref().is_some_and(|r| r.max_retries > 0) && e.is_retryable() {
             tracing::warn!(db_id = self.db_id, attempt = self.attempt, error = %e, "shard attempt failed; will retry from the spool");
             self.failed = Some(e);
@@ -433,34 +441,31 @@ impl ShardSink {
             self.attempt += 1;
             match self.replay().await {
                 Ok(r) => return Ok(r),
-                Err(e) if e.is_retryable() => {
-                    if let Some(mut a) = self.adapter.take() {
-                        let _ = a.close().await;
+                Err(e) => {
+                    self.drop_attempt().await;
+                    if !e.is_retryable() {
+                        return Err(e);
                     }
                     tracing::warn!(db_id = self.db_id, attempt = self.attempt, error = %e, "shard attempt failed");
                     self.failed = Some(e);
                 }
-                Err(e) => return Err(e),
             }
         }
     }
 
     async fn replay(&mut self) -> Result<ShardResult> {
         let path = self.ctx.spool_path(self.db_id);
-        let mut spool = Some(crate::writer::blocking(move || SpoolReader::open(path)).await?);
+        // Local file reads run on a blocking thread, never on an async worker.
+        let mut spool = crate::writer::blocking(move || SpoolReader::open(path)).await?;
         self.open_attempt().await?;
         let max = self.ctx.batch_size;
         loop {
-            // Local file reads run on a blocking thread, never on an async worker.
-            let mut reader = spool
-                .take()
-                .ok_or_else(|| Error::new(ErrorKind::ShardWrite, "spool reader missing"))?;
-            let (reader, batch) = crate::writer::blocking(move || {
-                let batch = reader.next_batch(max)?;
-                Ok((reader, batch))
+            let batch;
+            (spool, batch) = crate::writer::blocking(move || {
+                let batch = spool.next_batch(max)?;
+                Ok((spool, batch))
             })
             .await?;
-            spool = Some(reader);
             if batch.is_empty() {
                 break;
             }
@@ -472,11 +477,7 @@ impl ShardSink {
     /// Give the shard up after a failure elsewhere: close its open database without the final
     /// flush (nothing of it will be published).
     pub(crate) async fn abandon(mut self) {
-        if let Some(mut a) = self.adapter.take()
-            && let Err(e) = a.abandon().await
-        {
-            tracing::warn!(db_id = self.db_id, error = %e, "closing an abandoned shard failed");
-        }
+        self.drop_attempt().await;
     }
 }
 

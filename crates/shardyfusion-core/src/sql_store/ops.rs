@@ -117,11 +117,7 @@ pub fn publish<B: SqlBackend>(
     let run_id = build.run_id.as_str();
     in_write_tx(db, |db| {
         if !db.insert_build(&build_row)? {
-            return Err(Error::config(format!(
-                "run id already published: {run_id:?} already has a manifest in {}; published \
-                 manifests never change, so publish under a new run id",
-                db.describe()
-            )));
+            return Err(Error::run_id_published(run_id, db.describe()));
         }
         db.insert_shards(run_id, &shard_rows)?;
         move_pointer(db, run_id)

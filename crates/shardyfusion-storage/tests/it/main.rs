@@ -271,16 +271,18 @@ fn classification_is_by_variant_never_by_message_text() {
         classify(&local(std::io::ErrorKind::InvalidData)),
         ErrorClass::Permanent
     );
-    // A status error that outlived the S3 client's own status-code retries (5xx, 429).
+    // A status error object_store has no variant for (400, 501, or a 5xx that outlived the S3
+    // client's own status-code retries): permanent, whatever its text says.
     let s3_status = object_store::Error::Generic {
         store: "S3",
-        source: "opaque".into(),
+        source: "Server returned non-2xx status code: 503 Service Unavailable".into(),
     };
-    assert_eq!(classify(&s3_status), ErrorClass::Transient);
+    assert_eq!(classify(&s3_status), ErrorClass::Permanent);
 }
 
 #[tokio::test]
 async fn errors_the_s3_client_already_retried_are_not_retried_again() {
+    use object_store::client::{HttpError, HttpErrorKind};
     let retry = StorageRetry::fast(4);
     let mut calls = 0;
     let fail = retry
@@ -289,7 +291,10 @@ async fn errors_the_s3_client_already_retried_are_not_retried_again() {
             async {
                 Err::<(), _>(object_store::Error::Generic {
                     store: "S3",
-                    source: "503 after the client's retries".into(),
+                    source: Box::new(HttpError::new(
+                        HttpErrorKind::Connect,
+                        std::io::Error::other("connection refused"),
+                    )),
                 })
             }
         })

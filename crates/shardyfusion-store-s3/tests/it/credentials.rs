@@ -18,8 +18,8 @@ use shardyfusion_store_s3::ObjectStoreManifestStore;
 
 use crate::{s3_server, s3_test_identity, unique};
 
-/// The test identity, valid for one more minute each time it is asked (inside the refresh
-/// margin, so storage must ask again before every request).
+/// The test identity, valid for two more seconds each time it is asked (storage asks again
+/// after half of that).
 #[derive(Debug)]
 struct ShortLived {
     calls: AtomicU32,
@@ -33,7 +33,7 @@ impl CredentialProvider for ShortLived {
             access_key_id: id,
             secret_access_key: SecretString::new(secret),
             session_token: None,
-            expires_at: Some(SystemTime::now() + Duration::from_secs(60)),
+            expires_at: Some(SystemTime::now() + Duration::from_secs(2)),
         }))
     }
 }
@@ -56,13 +56,19 @@ async fn expiring_credentials_are_asked_for_again_mid_run() {
         .build();
     let prefix = format!("s3://{bucket}/{}", unique("creds"));
     let store = ObjectStoreManifestStore::new(&prefix, resolver).unwrap();
-    for i in 0..3 {
-        let (b, s) = sample_snapshot(&format!("c{i}"), &prefix);
-        store.publish(&b, &s, &NoopPublishObserver).await.unwrap();
-    }
-    assert_eq!(store.load_current().await.unwrap().unwrap().run_id, "c2");
-    // Every request (pointer reads, listings, puts) asked again: far more than once.
-    assert!(provider.calls.load(Ordering::SeqCst) >= 9, "{provider:?}");
+    let (b, s) = sample_snapshot("c0", &prefix);
+    store.publish(&b, &s, &NoopPublishObserver).await.unwrap();
+    let first = provider.calls.load(Ordering::SeqCst);
+    // The credentials expire mid-run: the next requests must ask again and still work.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (b, s) = sample_snapshot("c1", &prefix);
+    store.publish(&b, &s, &NoopPublishObserver).await.unwrap();
+    assert_eq!(store.load_current().await.unwrap().unwrap().run_id, "c1");
+    assert!(first >= 1, "{provider:?}");
+    assert!(
+        provider.calls.load(Ordering::SeqCst) > first,
+        "asked again after expiry: {provider:?}"
+    );
 }
 
 /// A container-credentials endpoint on loopback (the EKS pod identity protocol) that counts

@@ -239,7 +239,8 @@ async fn refs_and_db_urls_outside_the_store_are_refused() {
         if hostile.starts_with("s3://") {
             let allowing = ObjectStoreManifestStore::new("s3://bucket-a/p", resolver.clone())
                 .unwrap()
-                .with_allowed_url_prefixes(["s3://bucket-b/p"]);
+                .with_allowed_url_prefixes(["s3://bucket-b/p"])
+                .unwrap();
             let m = allowing.load_manifest(&r.manifest_ref).await.unwrap();
             assert_eq!(m.shards[0].db_url.as_deref(), Some(hostile));
         }
