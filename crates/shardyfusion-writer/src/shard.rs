@@ -3,6 +3,7 @@
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use shardyfusion_core::{
@@ -32,6 +33,8 @@ pub(crate) struct ShardCtx {
     pub(crate) max_write_bytes_per_second: Option<f64>,
     pub(crate) metrics: Option<Arc<dyn MetricsCollector>>,
     pub(crate) started: Instant,
+    /// Set once the write has failed: shards stop retrying.
+    pub(crate) given_up: Arc<AtomicBool>,
 }
 
 impl ShardCtx {
@@ -414,6 +417,10 @@ impl ShardSink {
                 .failed
                 .take()
                 .unwrap_or_else(|| Error::new(ErrorKind::ShardWrite, "attempt failed"));
+            // Another shard failed the write: no point in retrying this one.
+            if self.ctx.given_up.load(Ordering::Relaxed) {
+                return Err(failed);
+            }
             if self.attempt >= retry.max_retries {
                 if self.attempt > 0 {
                     self.ctx.emit(
@@ -438,6 +445,9 @@ impl ShardSink {
                 ],
             );
             tokio::time::sleep(backoff).await;
+            if self.ctx.given_up.load(Ordering::Relaxed) {
+                return Err(failed);
+            }
             self.attempt += 1;
             match self.replay().await {
                 Ok(r) => return Ok(r),
@@ -472,6 +482,11 @@ impl ShardSink {
             self.write_now(batch).await?;
         }
         self.seal_attempt().await
+    }
+
+    /// The flag that tells every shard of this write to stop retrying.
+    pub(crate) fn given_up(&self) -> Arc<AtomicBool> {
+        self.ctx.given_up.clone()
     }
 
     /// Give the shard up after a failure elsewhere: close its open database without the final

@@ -437,6 +437,7 @@ impl ShardedWriter {
             max_write_bytes_per_second: options.max_write_bytes_per_second,
             metrics: metrics.clone(),
             started,
+            given_up: Arc::default(),
         };
         let write_start = Instant::now();
         let results = write_shards(
@@ -1014,24 +1015,29 @@ impl Workers {
             return Err(e);
         }
         // Seal every shard (concurrently), retrying from spools where needed. After a failure
-        // the others still run to their end, so every database is closed before returning.
+        // the others stop retrying but still close, so every database is closed before
+        // returning.
         let mut tasks = tokio::task::JoinSet::new();
+        let mut given_up = None;
         for sink in sinks.into_iter().flatten() {
+            given_up.get_or_insert_with(|| sink.given_up());
             tasks.spawn(sink.finish());
         }
+        let given_up = given_up.unwrap_or_default();
         let mut results = Vec::new();
         let mut failure = None;
         while let Some(r) = tasks.join_next().await {
-            match r {
-                Ok(Ok(res)) => results.push(res),
-                Ok(Err(e)) => failure = failure.or(Some(e)),
-                Err(e) => {
-                    failure = failure.or(Some(Error::new(
-                        ErrorKind::ShardWrite,
-                        format!("shard task failed: {e}"),
-                    )))
+            let e = match r {
+                Ok(Ok(res)) => {
+                    results.push(res);
+                    continue;
                 }
-            }
+                Ok(Err(e)) => e,
+                Err(e) => Error::new(ErrorKind::ShardWrite, format!("shard task failed: {e}")),
+            };
+            // The write has failed: the other shards stop retrying (and close their attempts).
+            given_up.store(true, std::sync::atomic::Ordering::Relaxed);
+            failure = failure.or(Some(e));
         }
         if let Some(e) = failure {
             return Err(e);

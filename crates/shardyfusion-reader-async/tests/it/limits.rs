@@ -1,5 +1,6 @@
-//! Resource limits on read (SPEC 15.4): a hostile `num_dbs` is refused or costs nothing, and
-//! shard opens run with bounded concurrency.
+//! Resource limits on read (SPEC 15.4): a hostile `num_dbs` is refused or costs nothing, shard
+//! opens run with bounded concurrency, and a retired snapshot closes its readers wherever its
+//! last borrower lets go.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,15 +73,16 @@ async fn a_hostile_num_dbs_is_refused_and_costs_nothing_when_allowed() {
     reader.close();
 }
 
-/// Opens shards that answer nothing, counting how many opens are in flight at once.
+/// Opens shards that answer nothing, counting opens in flight at once and closes.
 #[derive(Debug, Default)]
 struct Counting {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     opened: AtomicUsize,
+    closed: Arc<AtomicUsize>,
 }
 
-struct Nothing;
+struct Nothing(Arc<AtomicUsize>);
 
 #[async_trait]
 impl ShardReader for Nothing {
@@ -88,6 +90,7 @@ impl ShardReader for Nothing {
         Ok(None)
     }
     async fn close(&self) -> Result<()> {
+        self.0.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -105,7 +108,7 @@ impl ShardReaderFactory for Counting {
         tokio::time::sleep(Duration::from_millis(2)).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.opened.fetch_add(1, Ordering::SeqCst);
-        Ok(Arc::new(Nothing))
+        Ok(Arc::new(Nothing(self.closed.clone())))
     }
 }
 
@@ -132,6 +135,47 @@ async fn shard_opens_run_with_bounded_concurrency() {
     assert!(
         (2..=8).contains(&max),
         "opens overlap but never exceed the bound: {max}"
+    );
+    reader.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_retired_outside_any_runtime_still_closes_its_readers() {
+    let prefix = format!("memory://limits/{}", unique("p"));
+    let store: Arc<dyn ManifestStore> = store_for(&prefix, &StorageResolver::default());
+    let (build, shards) = manifest(&prefix, 8, 5);
+    store
+        .publish(&build, &shards, &NoopPublishObserver)
+        .await
+        .unwrap();
+    let factory = Arc::new(Counting::default());
+    let reader = AsyncShardedReader::open(
+        store.clone(),
+        ReaderOptions::default().with_factory(factory.clone()),
+    )
+    .await
+    .unwrap();
+    // A handle keeps the first snapshot alive across a refresh to a second one.
+    let handle = reader.reader_for_key(KeyRef::Int(1), None).unwrap();
+    let (build, shards) = manifest(&prefix, 8, 3);
+    store
+        .publish(&build, &shards, &NoopPublishObserver)
+        .await
+        .unwrap();
+    assert!(reader.refresh().await.unwrap());
+    assert_eq!(factory.closed.load(Ordering::SeqCst), 0);
+    // The last borrower lets go on a thread with no runtime.
+    std::thread::spawn(move || drop(handle)).join().unwrap();
+    for _ in 0..500 {
+        if factory.closed.load(Ordering::SeqCst) == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        factory.closed.load(Ordering::SeqCst),
+        5,
+        "the first snapshot's 5 readers"
     );
     reader.close();
 }
