@@ -251,20 +251,7 @@ impl ManifestStore for PostgresManifestStore {
         let r = self
             .with_session(move |db| sql_store::publish(db, &build, &shards))
             .await
-            .map_err(|e| {
-                if e.kind() == ErrorKind::ManifestStore {
-                    Error::new(
-                        ErrorKind::PublishManifest,
-                        format!(
-                            "publishing run {run_id:?} failed; nothing became current: {}",
-                            e.message()
-                        ),
-                    )
-                    .with_source(e)
-                } else {
-                    e
-                }
-            })?;
+            .map_err(|e| sql_store::publish_failed(&run_id, e))?;
         observer.manifest_published(&r.manifest_ref);
         observer.current_published(&r.manifest_ref);
         Ok(r)

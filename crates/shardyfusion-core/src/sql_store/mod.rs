@@ -22,7 +22,7 @@ mod ops;
 #[cfg(test)]
 mod tests;
 
-pub use ops::{list_manifests, load_current, load_manifest, publish, set_current};
+pub use ops::{list_manifests, load_current, load_manifest, publish, publish_failed, set_current};
 
 use crate::error::Result;
 use crate::time::Timestamp;

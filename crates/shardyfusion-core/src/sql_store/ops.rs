@@ -122,25 +122,28 @@ pub fn publish<B: SqlBackend>(
         db.insert_shards(run_id, &shard_rows)?;
         move_pointer(db, run_id)
     })
-    .map_err(|e| {
-        if e.kind() == ErrorKind::ManifestStore {
-            Error::new(
-                ErrorKind::PublishManifest,
-                format!(
-                    "publishing run {run_id:?} failed; nothing became current: {}",
-                    e.message()
-                ),
-            )
-            .with_source(e)
-        } else {
-            e
-        }
-    })?;
+    .map_err(|e| publish_failed(run_id, e))?;
     Ok(ManifestRef {
         manifest_ref: run_id.to_owned(),
         run_id: run_id.to_owned(),
         published_at: build.created_at,
     })
+}
+
+/// A failed database publish: store trouble (`ManifestStore`, e.g. a lost connection) becomes
+/// `PublishManifest` ("nothing became current"); other kinds pass through.
+pub fn publish_failed(run_id: &str, e: Error) -> Error {
+    if e.kind() != ErrorKind::ManifestStore {
+        return e;
+    }
+    Error::new(
+        ErrorKind::PublishManifest,
+        format!(
+            "publishing run {run_id:?} failed; nothing became current: {}",
+            e.message()
+        ),
+    )
+    .with_source(e)
 }
 
 /// The current pointer: the newest pointer row, else the newest build, else `None`.
