@@ -185,12 +185,12 @@ fn read_parquet(args: &WriteArgs) -> Result<Vec<Map<String, Value>>> {
                     .iter()
                     .enumerate()
                     .map(|(i, f)| {
-                        (
+                        Ok((
                             f.name().clone(),
-                            shardyfusion::writer::json_at(batch.column(i), r),
-                        )
+                            shardyfusion::writer::json_at(batch.column(i), r)?,
+                        ))
                     })
-                    .collect(),
+                    .collect::<Result<_>>()?,
             );
         }
     }

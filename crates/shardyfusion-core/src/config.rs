@@ -438,6 +438,9 @@ pub struct WriteOptions {
     pub verify_routing: bool,
     /// Name of the caller-assigned shard id column (default `_shard_id`).
     pub shard_id_col: String,
+    /// How many rows the input holds, when known before the first row (a streaming write with
+    /// `max_keys_per_shard` needs it to choose `num_dbs`; Parquet footers give it).
+    pub expected_rows: Option<u64>,
 }
 
 impl Default for WriteOptions {
@@ -454,6 +457,7 @@ impl Default for WriteOptions {
             sort_within_partitions: false,
             verify_routing: true,
             shard_id_col: "_shard_id".to_owned(),
+            expected_rows: None,
         }
     }
 }
@@ -525,6 +529,11 @@ pub struct WriteOptionsBuilder {
 }
 
 impl WriteOptionsBuilder {
+    /// The input's row count, when known up front.
+    pub fn expected_rows(mut self, n: u64) -> Self {
+        self.options.expected_rows = Some(n);
+        self
+    }
     /// One worker per shard.
     pub fn parallel(mut self, on: bool) -> Self {
         self.options.parallel = on;

@@ -48,17 +48,22 @@
 
 mod adapter;
 mod batch;
+mod buffers;
+mod dispatch;
 mod input;
+mod publish;
 mod ratelimit;
 mod registry;
 mod result;
+mod route;
+mod session;
 mod shard;
 mod single;
 mod writer;
 
 pub use adapter::{AdapterFactory, ShardAdapter, SlateDbAdapter, SlateDbFactory, SlateDbOptions};
 pub use batch::KvBatch;
-pub use input::{ValueFn, ValueSpec, json_at, key_at};
+pub use input::{Record, ValueFn, ValueSpec, json_at, key_at};
 pub use ratelimit::{LimiterType, TokenBucket};
 pub use result::{BuildDurations, BuildResult, BuildStats, ShardResult};
 pub use writer::{ShardedWriter, resolver_for};

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use shardyfusion_core::{
-    DbPathTemplate, Error, ErrorKind, Key, MetricEvent, MetricValue, MetricsCollector, Result,
-    RetryConfig, shard_attempt_url,
+    DbPathTemplate, Error, ErrorKind, Key, KeyRef, MetricEvent, MetricValue, MetricsCollector,
+    Result, RetryConfig, shard_attempt_url,
 };
 
 use crate::adapter::{AdapterFactory, ShardAdapter};
@@ -108,22 +108,22 @@ pub(crate) struct ShardStats {
 }
 
 impl ShardStats {
-    pub(crate) fn observe(&mut self, key: &Key) {
+    /// Count a row and keep its key if it is a new minimum or maximum (allocating only then).
+    pub(crate) fn observe(&mut self, k: KeyRef<'_>) {
         self.rows += 1;
-        let k = key.as_key_ref();
         if self
             .min
             .as_ref()
             .is_none_or(|m| k.logical_cmp(m.as_key_ref()).is_lt())
         {
-            self.min = Some(key.clone());
+            self.min = Some(k.to_key());
         }
         if self
             .max
             .as_ref()
             .is_none_or(|m| k.logical_cmp(m.as_key_ref()).is_gt())
         {
-            self.max = Some(key.clone());
+            self.max = Some(k.to_key());
         }
     }
 }
@@ -466,12 +466,12 @@ impl ShardSink {
     async fn replay(&mut self) -> Result<ShardResult> {
         let path = self.ctx.spool_path(self.db_id);
         // Local file reads run on a blocking thread, never on an async worker.
-        let mut spool = crate::writer::blocking(move || SpoolReader::open(path)).await?;
+        let mut spool = crate::dispatch::blocking(move || SpoolReader::open(path)).await?;
         self.open_attempt().await?;
         let max = self.ctx.batch_size;
         loop {
             let batch;
-            (spool, batch) = crate::writer::blocking(move || {
+            (spool, batch) = crate::dispatch::blocking(move || {
                 let batch = spool.next_batch(max)?;
                 Ok((spool, batch))
             })

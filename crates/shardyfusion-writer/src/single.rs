@@ -1,9 +1,11 @@
 //! `write_single_db`: one database, no sharding.
 
-use shardyfusion_core::{DEFAULT_KEY_COL, Error, Key, Result, ShardingStrategy, WriteOptions};
+use shardyfusion_core::{Error, HashRouter, Key, Result, ShardingStrategy, WriteOptions};
 
+use crate::input::Record;
 use crate::result::BuildResult;
-use crate::writer::{Row, ShardedWriter};
+use crate::route::{Plan, Router};
+use crate::writer::ShardedWriter;
 
 impl ShardedWriter {
     /// Write every record into one database (`num_dbs` = 1, HASH spec, `db_id` 0), keys sorted
@@ -18,7 +20,7 @@ impl ShardedWriter {
         options: &WriteOptions,
     ) -> Result<BuildResult>
     where
-        I: IntoIterator<Item = T> + Clone,
+        I: IntoIterator<Item = T>,
         FK: Fn(&T) -> Key,
         FV: Fn(&T) -> Vec<u8>,
     {
@@ -30,19 +32,14 @@ impl ShardedWriter {
         let mut opts = options.clone();
         opts.sort_within_partitions = sort_keys;
         opts.parallel = false;
-        self.run(
-            records,
-            |r| {
-                Ok(Row {
-                    key: key(r),
-                    value: value(r),
-                    ctx: None,
-                })
-            },
-            DEFAULT_KEY_COL,
-            &opts,
-            Some(1),
-        )
-        .await
+        let plan = Plan {
+            router: Router::Hash(HashRouter::new(1)?),
+            num_dbs: 1,
+            routing_values: None,
+            sharding_ms: 0,
+        };
+        let extract = |r: &T| Ok(Record::new(key(r), value(r)));
+        self.write_planned(plan, records.into_iter().map(Ok), extract, &opts)
+            .await
     }
 }

@@ -1,0 +1,9 @@
+//! The input side of a write: records and Arrow batches, each read once and pushed, routed, into
+//! the shard session; the JSON form of Arrow cells.
+
+mod arrow;
+mod json;
+mod records;
+
+pub use arrow::{ValueFn, ValueSpec, json_at, key_at};
+pub use records::Record;
