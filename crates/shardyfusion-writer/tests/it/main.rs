@@ -6,6 +6,7 @@
 mod failures;
 mod hygiene;
 mod roundtrip;
+mod streaming;
 
 use std::collections::HashMap;
 use std::sync::Arc;
