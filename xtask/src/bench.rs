@@ -135,6 +135,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     for s in [
         "baseline",
         "writer",
+        "writer_arrow",
         "writer_lowmem",
         "bulk_single",
         "put_loop",
@@ -164,6 +165,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     println!(
         "| writer vs plain put loop (throughput ratio) | {:.2}x | >= 8x |",
         get("writer") / get("put_loop")
+    );
+    println!(
+        "| columnar write_arrow vs the record writer (throughput ratio) | {:.2}x | >= 1.2x |",
+        get("writer_arrow") / get("writer")
     );
     println!(
         "| writer vs hand-tuned single SlateDB (throughput ratio) | {:.2}x | >= 0.9x |",

@@ -8,6 +8,7 @@
 mod batch;
 mod cleanup;
 mod config;
+mod input;
 mod output;
 mod read;
 mod write;
@@ -434,6 +435,19 @@ fn reference_markdown() -> String {
     out
 }
 
+/// The error chain as one line, down to the first library error (whose message already
+/// includes its causes).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in e.chain() {
+        parts.push(cause.to_string());
+        if cause.downcast_ref::<shardyfusion::Error>().is_some() {
+            break;
+        }
+    }
+    parts.join(": ")
+}
+
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("__reference") {
         print!("{}", reference_markdown());
@@ -444,7 +458,7 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            let mut record = serde_json::json!({"op": op, "error": format!("{e:#}")});
+            let mut record = serde_json::json!({"op": op, "error": error_text(&e)});
             if let Some(se) = e.downcast_ref::<shardyfusion::Error>() {
                 record["error_type"] = se.kind().name().into();
                 if let Some(r) = se.manifest_ref() {

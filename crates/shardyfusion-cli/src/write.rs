@@ -1,28 +1,78 @@
-//! `shardy write`: build and publish a snapshot from a JSONL or CSV file.
+//! `shardy write`: build and publish a snapshot from JSONL, CSV or Parquet input, streamed as
+//! Arrow batches from a reader thread into the writer.
 
-use std::io::{BufRead as _, Read as _};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use arrow_array::RecordBatch;
+use arrow_schema::{ArrowError, DataType};
 use clap::Args;
+use futures::StreamExt as _;
 use serde_json::{Map, Value, json};
-use shardyfusion::cel::{CelColumn, CelValue, RoutingContext, cel_sharding_by_columns};
-use shardyfusion::pyjson::{JsonStyle, to_string};
-use shardyfusion::writer::ShardedWriter;
+use shardyfusion::cel::{CelColumn, cel_sharding_by_columns};
+use shardyfusion::writer::{ShardedWriter, ValueSpec};
 use shardyfusion::{
-    CelColumnType, Key, KeyEncoding, RetryConfig, RoutingValue, ShardingSpec, WriteConfig,
-    WriteOptions,
+    CelColumnType, KeyEncoding, RetryConfig, RoutingValue, ShardingSpec, WriteConfig, WriteOptions,
 };
 
 use crate::Ctx;
+use crate::input::Input;
+
+/// The key column as the key encoding wants it: integers for `u64be`/`u32be` (strings parsed),
+/// strings for `utf8`/`raw` (integers printed), so CSV and JSON inputs key as they read.
+fn key_column_for(
+    batch: RecordBatch,
+    key_col: &str,
+    enc: KeyEncoding,
+) -> std::result::Result<RecordBatch, ArrowError> {
+    let Ok(i) = batch.schema().index_of(key_col) else {
+        return Ok(batch); // the writer names the missing column
+    };
+    let col = batch.column(i);
+    let target = match (enc, col.data_type()) {
+        (
+            KeyEncoding::U64Be | KeyEncoding::U32Be,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View,
+        ) => DataType::Int64,
+        (KeyEncoding::Utf8 | KeyEncoding::Raw, t) if t.is_integer() => DataType::Utf8,
+        _ => return Ok(batch),
+    };
+    let options = arrow_cast::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let cast = arrow_cast::cast_with_options(col, &target, &options).map_err(|e| {
+        ArrowError::CastError(format!(
+            "key column {key_col:?} does not fit the {enc} key encoding ({e}); string keys \
+             need --key-encoding utf8"
+        ))
+    })?;
+    let mut columns = batch.columns().to_vec();
+    columns[i] = cast;
+    let mut fields: Vec<_> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields[i] = fields[i].clone().with_data_type(target);
+    RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns)
+}
 
 /// Options of `shardy write`.
 #[derive(Debug, Args)]
 pub(crate) struct WriteArgs {
-    /// Input file, or `-` for stdin.
+    /// Input: a file, a directory or glob of part files (`parts/*.parquet`), `-` for stdin, or
+    /// object-store URLs (`s3://bucket/path/*.parquet`), read one part at a time.
     #[arg(long)]
     input: String,
+    /// Column types for JSONL/CSV input, `NAME:TYPE,…` (int64, int32, uint64, float64, bool,
+    /// utf8, binary); default: inferred from the first 10,000 rows.
+    #[arg(long)]
+    schema: Option<String>,
     /// `jsonl`, `csv` or `parquet` (default: from the file extension).
     #[arg(long)]
     input_format: Option<String>,
@@ -104,151 +154,6 @@ pub(crate) struct WriteArgs {
     no_progress: bool,
 }
 
-fn read_rows(args: &WriteArgs) -> Result<Vec<Map<String, Value>>> {
-    let format = match (
-        &args.input_format,
-        args.input.rsplit_once('.').map(|(_, e)| e),
-    ) {
-        (Some(f), _) => f.clone(),
-        (None, Some("jsonl" | "ndjson" | "json")) => "jsonl".to_owned(),
-        (None, Some("csv")) => "csv".to_owned(),
-        (None, Some("parquet" | "pq")) => "parquet".to_owned(),
-        (None, _) if args.input == "-" => bail!("--input - needs --input-format jsonl|csv"),
-        (None, _) => bail!(
-            "cannot tell the format of {:?} from its extension: pass --input-format jsonl|csv",
-            args.input
-        ),
-    };
-    if format == "parquet" {
-        return read_parquet(args);
-    }
-    let mut text = String::new();
-    if args.input == "-" {
-        std::io::stdin().read_to_string(&mut text)?;
-    } else {
-        text = std::fs::read_to_string(&args.input)
-            .with_context(|| format!("reading --input {}", args.input))?;
-    }
-    match format.as_str() {
-        "jsonl" => text
-            .as_bytes()
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| l.as_ref().is_ok_and(|l| !l.trim().is_empty()))
-            .map(|(i, l)| {
-                let l = l?;
-                match serde_json::from_str::<Value>(&l) {
-                    Ok(Value::Object(m)) => Ok(m),
-                    Ok(other) => bail!("line {} is not a JSON object: {other}", i + 1),
-                    Err(e) => bail!("line {} is not valid JSON: {e}", i + 1),
-                }
-            })
-            .collect(),
-        "csv" => {
-            let mut reader = csv::Reader::from_reader(text.as_bytes());
-            let headers = reader.headers()?.clone();
-            reader
-                .records()
-                .enumerate()
-                .map(|(i, r)| {
-                    let r = r.with_context(|| format!("CSV record {}", i + 1))?;
-                    Ok(headers
-                        .iter()
-                        .zip(r.iter())
-                        .map(|(h, v)| (h.to_owned(), Value::String(v.to_owned())))
-                        .collect())
-                })
-                .collect()
-        }
-        other => bail!("--input-format must be jsonl or csv, got {other:?}"),
-    }
-}
-
-/// Parquet rows as JSON objects (through the arrow reader).
-fn read_parquet(args: &WriteArgs) -> Result<Vec<Map<String, Value>>> {
-    if args.input == "-" {
-        bail!("parquet input must be a file, not stdin");
-    }
-    let file = std::fs::File::open(&args.input)
-        .with_context(|| format!("opening --input {}", args.input))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{} is not a readable Parquet file", args.input))?
-        .build()?;
-    let mut rows = Vec::new();
-    for batch in reader {
-        let batch = batch?;
-        let schema = batch.schema();
-        for r in 0..batch.num_rows() {
-            rows.push(
-                schema
-                    .fields()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| {
-                        Ok((
-                            f.name().clone(),
-                            shardyfusion::writer::json_at(batch.column(i), r)?,
-                        ))
-                    })
-                    .collect::<Result<_>>()?,
-            );
-        }
-    }
-    Ok(rows)
-}
-
-fn key_of(row: &Map<String, Value>, col: &str, enc: KeyEncoding, line: usize) -> Result<Key> {
-    let v = row
-        .get(col)
-        .with_context(|| format!("row {line} has no key column {col:?}"))?;
-    Ok(match (enc, v) {
-        (KeyEncoding::U64Be | KeyEncoding::U32Be, Value::Number(n)) => Key::Int(
-            n.as_i64()
-                .with_context(|| format!("row {line}: key {n} is not a signed 64-bit integer"))?,
-        ),
-        (KeyEncoding::U64Be | KeyEncoding::U32Be, Value::String(s)) => Key::Int(
-            s.trim()
-                .parse()
-                .with_context(|| format!("row {line}: key {s:?} is not an integer ({enc} keys)"))?,
-        ),
-        (KeyEncoding::Utf8, Value::String(s)) => Key::Str(s.clone()),
-        (KeyEncoding::Raw, Value::String(s)) => Key::Bytes(s.as_bytes().to_vec()),
-        (KeyEncoding::Utf8 | KeyEncoding::Raw, Value::Number(n)) => Key::Str(n.to_string()),
-        (_, other) => bail!("row {line}: key {other} does not fit the {enc} key encoding"),
-    })
-}
-
-fn cel_value(v: &Value, ty: CelColumnType, col: &str, line: usize) -> Result<CelValue> {
-    let bad = || anyhow::anyhow!("row {line}: column {col:?} = {v} is not a valid {ty}");
-    let s = v.as_str();
-    Ok(match ty {
-        CelColumnType::Int => CelValue::Int(
-            v.as_i64()
-                .or_else(|| s.and_then(|s| s.parse().ok()))
-                .ok_or_else(bad)?,
-        ),
-        CelColumnType::Uint => CelValue::Uint(
-            v.as_u64()
-                .or_else(|| s.and_then(|s| s.parse().ok()))
-                .ok_or_else(bad)?,
-        ),
-        CelColumnType::Double => CelValue::Double(
-            v.as_f64()
-                .or_else(|| s.and_then(|s| s.parse().ok()))
-                .ok_or_else(bad)?,
-        ),
-        CelColumnType::Bool => CelValue::Bool(
-            v.as_bool()
-                .or_else(|| s.and_then(|s| s.parse().ok()))
-                .ok_or_else(bad)?,
-        ),
-        CelColumnType::String => CelValue::Str(s.map_or_else(|| v.to_string(), str::to_owned)),
-        CelColumnType::Bytes => {
-            CelValue::Bytes(s.map_or_else(|| v.to_string(), str::to_owned).into_bytes())
-        }
-    })
-}
-
 fn sharding(args: &WriteArgs) -> Result<Option<ShardingSpec>> {
     let parse_col = |c: &str| -> Result<(String, CelColumnType)> {
         match c.split_once(':') {
@@ -295,10 +200,14 @@ fn sharding(args: &WriteArgs) -> Result<Option<ShardingSpec>> {
     Ok(Some(spec))
 }
 
-/// A progress bar fed by the writer's metric events (rows written, shards done).
+/// A progress bar fed by the writer's metric events (rows written, shards done) and the input
+/// reader (bytes read).
 struct Progress {
     bar: indicatif::ProgressBar,
     shards_done: std::sync::atomic::AtomicU64,
+    bytes: Arc<AtomicU64>,
+    /// Input bytes in all, when known.
+    total_bytes: Option<u64>,
 }
 
 impl shardyfusion::MetricsCollector for Progress {
@@ -311,12 +220,17 @@ impl shardyfusion::MetricsCollector for Progress {
                 .and_then(|(_, v)| v.as_f64())
         };
         match event {
-            E::WriteBatchWritten => self.bar.inc(field("batch_size").unwrap_or(0.0) as u64),
+            E::WriteBatchWritten => {
+                self.bar.inc(field("batch_size").unwrap_or(0.0) as u64);
+                let mib = |b: u64| b as f64 / (1 << 20) as f64;
+                let read = mib(self.bytes.load(Ordering::Relaxed));
+                self.bar.set_message(match self.total_bytes {
+                    Some(t) => format!("{read:.1} of {:.1} MiB read", mib(t)),
+                    None => format!("{read:.1} MiB read"),
+                });
+            }
             E::WriteShardCompleted => {
-                let done = self
-                    .shards_done
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    + 1;
+                let done = self.shards_done.fetch_add(1, Ordering::Relaxed) + 1;
                 self.bar.set_message(format!("{done} shards done"));
             }
             _ => {}
@@ -371,18 +285,62 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
         }
         b = b.custom_manifest_fields(Value::Object(m));
     }
-    let rows = read_rows(args)?;
+    let input = Input::discover(
+        &args.input,
+        args.input_format.as_deref(),
+        args.schema.as_deref(),
+        &ctx.resolver,
+    )
+    .await?;
+    let value = match (&args.value_col, &args.value_json_cols) {
+        (Some(c), _) => ValueSpec::BinaryColumn(c.clone()),
+        (None, Some(cols)) => {
+            let cols: Vec<String> = cols.iter().filter(|c| !c.is_empty()).cloned().collect();
+            ValueSpec::JsonColumns((!cols.is_empty()).then_some(cols))
+        }
+        (None, None) => bail!("choose the value: --value-col NAME or --value-json-cols [COL,…]"),
+    };
+    let batch_size = args.batch_size.unwrap_or(8192).clamp(1, 1 << 20);
+    let rt = tokio::runtime::Handle::current();
+    // Rows known up front: Parquet footers; for --max-keys-per-shard, a counting pass over a
+    // re-readable input.
+    let mut expected_rows = input.total_rows;
+    if args.max_keys_per_shard.is_some() && expected_rows.is_none() {
+        if !input.rereadable() {
+            bail!(
+                "--max-keys-per-shard needs the row count before writing, and stdin can be read \
+                 only once: pass --num-dbs N instead"
+            );
+        }
+        let it = input.batches(batch_size, Arc::default(), rt.clone());
+        let counted = tokio::task::spawn_blocking(move || {
+            it.map(|b| b.map(|b| b.num_rows() as u64))
+                .sum::<std::result::Result<u64, _>>()
+        })
+        .await??;
+        expected_rows = Some(counted);
+    }
+    let bytes = Arc::new(AtomicU64::new(0));
     let progress = if !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let bar = indicatif::ProgressBar::new(rows.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {pos}/{len} rows [{elapsed_precise}] {per_sec} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        let p = std::sync::Arc::new(Progress {
+        let bar = match expected_rows {
+            Some(n) => indicatif::ProgressBar::new(n).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {pos}/{len} rows [{elapsed_precise}, ETA {eta}] {per_sec} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            ),
+            None => indicatif::ProgressBar::new_spinner().with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {pos} rows [{elapsed_precise}] {per_sec} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            ),
+        };
+        let p = Arc::new(Progress {
             bar,
             shards_done: Default::default(),
+            bytes: bytes.clone(),
+            total_bytes: input.total_bytes,
         });
         b = b.metrics_collector(p.clone());
         Some(p)
@@ -393,6 +351,9 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
     let mut ob = WriteOptions::builder()
         .parallel(args.parallel)
         .sort_within_partitions(args.sort_within_partitions);
+    if let Some(n) = expected_rows {
+        ob = ob.expected_rows(n);
+    }
     if let Some(r) = args.max_writes_per_second {
         ob = ob.max_writes_per_second(r);
     }
@@ -400,71 +361,44 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
         ob = ob.max_write_bytes_per_second(r);
     }
     let options = ob.build()?;
-
-    if !args.no_progress && progress.is_none() {
-        eprintln!("shardy write: {} rows read from {}", rows.len(), args.input);
-    }
-    // Extract keys, values and routing contexts up front so errors name the row.
-    let cel_cols = config.sharding().cel_columns.clone();
-    let multi = !cel_cols.is_empty() && !config.sharding().is_key_only();
-    let mut prepared: Vec<(Key, Vec<u8>, Option<RoutingContext>)> = Vec::with_capacity(rows.len());
-    for (i, row) in rows.iter().enumerate() {
-        let line = i + 1;
-        let key = key_of(row, &args.key_col, enc, line)?;
-        let value = match (&args.value_col, &args.value_json_cols) {
-            (Some(c), _) => match row.get(c) {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::String(s)) => s.clone().into_bytes(),
-                Some(other) => to_string(other, JsonStyle::Compact).into_bytes(),
-            },
-            (None, Some(cols)) => {
-                let cols: Vec<&String> = cols.iter().filter(|c| !c.is_empty()).collect();
-                let obj: Map<String, Value> = if cols.is_empty() {
-                    row.iter()
-                        .filter(|(k, _)| **k != args.key_col)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                } else {
-                    cols.iter()
-                        .map(|c| ((*c).clone(), row.get(*c).cloned().unwrap_or(Value::Null)))
-                        .collect()
-                };
-                to_string(&Value::Object(obj), JsonStyle::Compact).into_bytes()
-            }
-            (None, None) => {
-                bail!("choose the value: --value-col NAME or --value-json-cols [COL,…]")
-            }
-        };
-        let rc = if multi {
-            let mut c = RoutingContext::new();
-            for (name, ty) in &cel_cols {
-                let v = row
-                    .get(name)
-                    .with_context(|| format!("row {line} has no CEL column {name:?}"))?;
-                c.insert(name.clone(), cel_value(v, *ty, name, line)?);
-            }
-            Some(c)
-        } else {
-            None
-        };
-        prepared.push((key, value, rc));
-    }
+    let needs_survey = {
+        let spec = config.sharding();
+        spec.strategy == shardyfusion::ShardingStrategy::Cel && spec.routing_values.is_none()
+    };
     let writer = ShardedWriter::new(config)?.with_storage(ctx.resolver.clone());
-    let result = if multi {
+
+    // Decoding runs on a thread of its own, two batches ahead of the writer.
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let batches = input.batches(batch_size, bytes, rt);
+    let key_col = args.key_col.clone();
+    let reader = std::thread::spawn(move || {
+        for b in batches {
+            let b = b.and_then(|b| key_column_for(b, &key_col, enc));
+            if tx.blocking_send(b).is_err() {
+                break;
+            }
+        }
+    });
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    let result = if needs_survey {
+        // Inferred or discovered CEL shards need every row's routing result first: the input
+        // is held in memory (give --routing-values to stream instead).
+        let resident: Vec<RecordBatch> = stream
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<std::result::Result<_, _>>()?;
         writer
-            .write_with_columns(
-                &prepared,
-                |r| r.0.clone(),
-                |r| r.1.clone(),
-                |r| r.2.clone().unwrap_or_default(),
-                &options,
-            )
-            .await?
+            .write_batches(&resident, &args.key_col, &value, &options)
+            .await
     } else {
         writer
-            .write(&prepared, |r| r.0.clone(), |r| r.1.clone(), &options)
-            .await?
+            .write_arrow_stream(stream, &args.key_col, &value, &options)
+            .await
     };
+    let _ = reader.join();
+    let result = result?;
     if let Some(p) = &progress {
         p.bar.finish_and_clear();
     }

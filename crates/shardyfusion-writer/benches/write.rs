@@ -6,6 +6,8 @@
 //! ratios. Scenarios:
 //!
 //! * `writer` — `ShardedWriter`, 8 shards, parallel mode, on a local directory;
+//! * `writer_arrow` — the same rows as Arrow batches of 8,192 rows (Int64 keys, a binary value
+//!   column) through the one-pass columnar `write_arrow`, batches made as they are read;
 //! * `put_loop` — one SlateDB database with default settings, one `put` per row;
 //! * `bulk_single` — one SlateDB database tuned by hand for a bulk load (no WAL, no compaction,
 //!   keys sorted, 50 000-row batches, one memtable flush at the end);
@@ -20,10 +22,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch};
 use shardyfusion_core::{Key, ManifestStore, WriteConfig, WriteOptions};
 use shardyfusion_storage::StorageResolver;
 use shardyfusion_store_s3::ObjectStoreManifestStore;
-use shardyfusion_writer::{ShardedWriter, SlateDbOptions};
+use shardyfusion_writer::{ShardedWriter, SlateDbOptions, ValueSpec};
 use slatedb::WriteBatch;
 use slatedb::config::{FlushOptions, FlushType};
 
@@ -59,6 +62,38 @@ async fn writer(data: &[(u64, Vec<u8>)], dir: &str, opts: WriteOptions, slate: S
         .with_run_registry(false)
         .with_slatedb_options(slate)
         .write(data, |r| Key::Int(r.0 as i64), |r| r.1.as_slice(), &opts)
+        .await
+        .unwrap();
+    assert_eq!(r.stats.rows_written, data.len() as u64);
+}
+
+/// The rows of `data` as Arrow batches, built one at a time as the writer reads them.
+async fn writer_arrow(data: &[(u64, Vec<u8>)], dir: &str) {
+    let resolver = StorageResolver::default();
+    let store: Arc<dyn ManifestStore> =
+        Arc::new(ObjectStoreManifestStore::new(dir, resolver.clone()).unwrap());
+    let config = WriteConfig::builder(dir)
+        .num_dbs(8)
+        .manifest_store(store)
+        .build()
+        .unwrap();
+    let batches = data.chunks(8192).map(|chunk| {
+        let keys = Int64Array::from_iter_values(chunk.iter().map(|r| r.0 as i64));
+        let values = BinaryArray::from_iter_values(chunk.iter().map(|r| r.1.as_slice()));
+        RecordBatch::try_from_iter([
+            ("id", Arc::new(keys) as ArrayRef),
+            ("payload", Arc::new(values) as ArrayRef),
+        ])
+    });
+    let r = ShardedWriter::new(config)
+        .unwrap()
+        .with_run_registry(false)
+        .write_arrow(
+            batches,
+            "id",
+            &ValueSpec::BinaryColumn("payload".into()),
+            &WriteOptions::builder().parallel(true).build().unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(r.stats.rows_written, data.len() as u64);
@@ -186,6 +221,7 @@ fn main() {
                     .unwrap();
                 writer(&data, &dir, o, s).await
             }
+            "writer_arrow" => writer_arrow(&data, &dir).await,
             "put_loop" => put_loop(&data, &dir).await,
             "baseline" => {} // the input rows alone: the RSS floor every scenario starts from
             "bulk_single" => bulk_single(&data, &dir).await,

@@ -977,3 +977,151 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `shardy write` streams part files: a directory and a glob of Parquet parts (row counts from
+/// the footers drive --max-keys-per-shard), stdin JSONL, Parquet types written as JSON (never
+/// debug text), and unknown columns refused before any row with the columns listed.
+#[test]
+fn streaming_inputs_parts_stdin_and_types() {
+    use std::sync::Arc;
+    let dir = scratch("stream");
+    let parts = dir.join("parts");
+    std::fs::create_dir_all(&parts).unwrap();
+    for p in 0..3i64 {
+        let ids: Vec<i64> = (p * 100..p * 100 + 100).collect();
+        let ts: Vec<i64> = ids.iter().map(|i| 1_700_000_000_000_000 + i).collect();
+        let batch = arrow_array::RecordBatch::try_from_iter([
+            (
+                "id",
+                Arc::new(arrow_array::Int64Array::from(ids)) as arrow_array::ArrayRef,
+            ),
+            (
+                "at",
+                Arc::new(arrow_array::TimestampMicrosecondArray::from(ts).with_timezone("UTC"))
+                    as arrow_array::ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let path = parts.join(format!("part-{p:05}.parquet"));
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+    std::fs::write(parts.join("_SUCCESS"), "").unwrap();
+    let write = |input: &str, prefix: &Path, extra: &[&str]| {
+        let mut c = shardy();
+        c.args([
+            "write",
+            "--no-progress",
+            "--key-col",
+            "id",
+            "--input",
+            input,
+        ])
+        .arg("--prefix")
+        .arg(prefix)
+        .args(extra);
+        c
+    };
+    // A directory: every part, max-keys-per-shard from the footers' row counts.
+    let snap = dir.join("snap-dir");
+    let r = ok_json(&mut write(
+        parts.to_str().unwrap(),
+        &snap,
+        &["--value-json-cols", "at", "--max-keys-per-shard", "100"],
+    ));
+    assert_eq!(
+        (r["rows_written"].as_u64(), r["num_dbs"].as_u64()),
+        (Some(300), Some(3))
+    );
+    let g = ok_json(shardy().args([
+        "--current-url",
+        &format!("{}/_CURRENT", snap.display()),
+        "--output-format",
+        "json",
+        "get",
+        "205",
+    ]));
+    use base64::Engine as _;
+    let v = base64::engine::general_purpose::STANDARD
+        .decode(g["value"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(v, br#"{"at":"2023-11-14T22:13:20.000205Z"}"#);
+
+    // A glob naming one part.
+    let glob = format!("{}/*1.parquet", parts.display());
+    let r = ok_json(&mut write(
+        &glob,
+        &dir.join("snap-glob"),
+        &["--value-col", "at", "--num-dbs", "2"],
+    ));
+    assert_eq!(r["rows_written"], 100);
+
+    // stdin JSONL; --max-keys-per-shard cannot count stdin.
+    let lines: String = (0..50)
+        .map(|i| format!("{{\"id\": {i}, \"v\": \"x{i}\"}}\n"))
+        .collect();
+    let r = ok_json(
+        write(
+            "-",
+            &dir.join("snap-stdin"),
+            &[
+                "--input-format",
+                "jsonl",
+                "--value-col",
+                "v",
+                "--num-dbs",
+                "2",
+            ],
+        )
+        .write_stdin(lines.clone()),
+    );
+    assert_eq!(r["rows_written"], 50);
+    let e = err_json(
+        write(
+            "-",
+            &dir.join("snap-x"),
+            &[
+                "--input-format",
+                "jsonl",
+                "--value-col",
+                "v",
+                "--max-keys-per-shard",
+                "10",
+            ],
+        )
+        .write_stdin(lines.clone()),
+        1,
+    );
+    assert!(e["error"].as_str().unwrap().contains("--num-dbs"), "{e}");
+
+    // A misspelled value column: refused before any row, the columns listed.
+    let e = err_json(
+        write(
+            "-",
+            &dir.join("snap-typo"),
+            &[
+                "--input-format",
+                "jsonl",
+                "--value-col",
+                "vv",
+                "--num-dbs",
+                "2",
+            ],
+        )
+        .write_stdin(lines),
+        1,
+    );
+    let msg = e["error"].as_str().unwrap();
+    assert!(
+        msg.contains("\"vv\"") && msg.contains("[\"id\", \"v\"]"),
+        "{e}"
+    );
+    assert!(!dir.join("snap-typo").join("_CURRENT").exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}

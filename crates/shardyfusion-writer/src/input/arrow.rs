@@ -406,8 +406,14 @@ async fn feed_batch(
     Ok(())
 }
 
+/// An input error: the message is the innermost cause (wrappers such as Arrow's "External
+/// error" add nothing a person needs); the whole error stays the source.
 fn input_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
-    Error::config(format!("reading the input failed: {e}")).with_source(e)
+    let mut cause: &dyn std::error::Error = &e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    Error::config(format!("reading the input failed: {cause}")).with_source(e)
 }
 
 impl ShardedWriter {
