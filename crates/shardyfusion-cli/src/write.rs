@@ -15,7 +15,8 @@ use serde_json::{Map, Value, json};
 use shardyfusion::cel::{CelColumn, cel_sharding_by_columns};
 use shardyfusion::writer::{ShardedWriter, ValueSpec};
 use shardyfusion::{
-    CelColumnType, KeyEncoding, RetryConfig, RoutingValue, ShardingSpec, WriteConfig, WriteOptions,
+    CelColumnType, DuplicateKeys, KeyEncoding, RetryConfig, RoutingValue, ShardingSpec,
+    WriteConfig, WriteOptions,
 };
 
 use crate::Ctx;
@@ -149,6 +150,10 @@ pub(crate) struct WriteArgs {
     /// Sort each shard's rows by key before writing.
     #[arg(long)]
     sort_within_partitions: bool,
+    /// A key that appears more than once: `keep-last` (the later row wins; repeats are counted
+    /// in the summary) or `error` (refuse the input).
+    #[arg(long, default_value = "keep-last", value_parser = ["keep-last", "error"])]
+    on_duplicate: String,
     /// No progress output.
     #[arg(long)]
     no_progress: bool,
@@ -350,7 +355,12 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
     let config = b.build()?;
     let mut ob = WriteOptions::builder()
         .parallel(args.parallel)
-        .sort_within_partitions(args.sort_within_partitions);
+        .sort_within_partitions(args.sort_within_partitions)
+        .on_duplicate(if args.on_duplicate == "error" {
+            DuplicateKeys::Error
+        } else {
+            DuplicateKeys::KeepLast
+        });
     if let Some(n) = expected_rows {
         ob = ob.expected_rows(n);
     }
@@ -410,21 +420,36 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
         ("num_dbs", json!(result.num_dbs)),
         ("num_winners", json!(result.stats.num_winners)),
         ("rows_written", json!(result.stats.rows_written)),
+        ("duplicate_keys", json!(result.stats.duplicate_keys)),
         ("durations", json!({"sharding_ms": d.sharding_ms, "write_ms": d.write_ms, "manifest_ms": d.manifest_ms, "total_ms": d.total_ms})),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let rate = result.stats.rows_written as f64 / (d.total_ms.max(1) as f64 / 1000.0);
+    let dups = result.stats.duplicate_keys;
     ctx.out.record(&record, || {
-        vec![format!(
+        let mut lines = vec![format!(
             "wrote {} rows into {} shards ({} non-empty) in {} ms ({rate:.0} rows/s)\nmanifest {}",
             result.stats.rows_written,
             result.num_dbs,
             result.stats.num_winners,
             d.total_ms,
             result.manifest_ref.manifest_ref
-        )]
+        )];
+        if dups > 0 {
+            lines.push(format!(
+                "{dups} rows repeated an earlier key (the later row won; row_count counts them): \
+                 pass --on-duplicate error to refuse such input"
+            ));
+        }
+        lines
     });
+    if dups > 0 && !args.no_progress {
+        eprintln!(
+            "shardy write: warning: {dups} rows repeated an earlier key; the later row won \
+             (--on-duplicate error refuses repeats)"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -441,6 +441,21 @@ pub struct WriteOptions {
     /// How many rows the input holds, when known before the first row (a streaming write with
     /// `max_keys_per_shard` needs it to choose `num_dbs`; Parquet footers give it).
     pub expected_rows: Option<u64>,
+    /// What a repeated key in the input does (default: the last one wins, and repeats found
+    /// are counted in the result).
+    pub on_duplicate: DuplicateKeys,
+}
+
+/// What a key that appears more than once in the input does. Repeats are found within each
+/// batch a shard writes (keys are sorted there); a repeat split across two batches is not seen,
+/// and the later row still wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DuplicateKeys {
+    /// The row written last wins; repeats found are counted (`BuildStats::duplicate_keys`).
+    #[default]
+    KeepLast,
+    /// A repeated key fails the write (`ConfigValidation` naming the key); nothing is published.
+    Error,
 }
 
 impl Default for WriteOptions {
@@ -458,6 +473,7 @@ impl Default for WriteOptions {
             verify_routing: true,
             shard_id_col: "_shard_id".to_owned(),
             expected_rows: None,
+            on_duplicate: DuplicateKeys::KeepLast,
         }
     }
 }
@@ -529,6 +545,11 @@ pub struct WriteOptionsBuilder {
 }
 
 impl WriteOptionsBuilder {
+    /// What a repeated key does.
+    pub fn on_duplicate(mut self, policy: DuplicateKeys) -> Self {
+        self.options.on_duplicate = policy;
+        self
+    }
     /// The input's row count, when known up front.
     pub fn expected_rows(mut self, n: u64) -> Self {
         self.options.expected_rows = Some(n);

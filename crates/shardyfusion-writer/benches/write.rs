@@ -6,8 +6,9 @@
 //! ratios. Scenarios:
 //!
 //! * `writer` — `ShardedWriter`, 8 shards, parallel mode, on a local directory;
-//! * `writer_arrow` — the same rows as Arrow batches of 8,192 rows (Int64 keys, a binary value
-//!   column) through the one-pass columnar `write_arrow`, batches made as they are read;
+//! * `writer_arrow` — the same rows as resident Arrow batches of 8,192 rows (Int64 keys, a
+//!   binary value column, built before the clock starts, as `writer`'s rows are) through the
+//!   one-pass columnar `write_arrow`;
 //! * `put_loop` — one SlateDB database with default settings, one `put` per row;
 //! * `bulk_single` — one SlateDB database tuned by hand for a bulk load (no WAL, no compaction,
 //!   keys sorted, 50 000-row batches, one memtable flush at the end);
@@ -67,8 +68,22 @@ async fn writer(data: &[(u64, Vec<u8>)], dir: &str, opts: WriteOptions, slate: S
     assert_eq!(r.stats.rows_written, data.len() as u64);
 }
 
-/// The rows of `data` as Arrow batches, built one at a time as the writer reads them.
-async fn writer_arrow(data: &[(u64, Vec<u8>)], dir: &str) {
+/// The rows of `data` as Arrow batches of 8,192 rows.
+fn arrow_batches(data: &[(u64, Vec<u8>)]) -> Vec<RecordBatch> {
+    data.chunks(8192)
+        .map(|chunk| {
+            let keys = Int64Array::from_iter_values(chunk.iter().map(|r| r.0 as i64));
+            let values = BinaryArray::from_iter_values(chunk.iter().map(|r| r.1.as_slice()));
+            RecordBatch::try_from_iter([
+                ("id", Arc::new(keys) as ArrayRef),
+                ("payload", Arc::new(values) as ArrayRef),
+            ])
+            .unwrap()
+        })
+        .collect()
+}
+
+async fn writer_arrow(batches: &[RecordBatch], dir: &str) {
     let resolver = StorageResolver::default();
     let store: Arc<dyn ManifestStore> =
         Arc::new(ObjectStoreManifestStore::new(dir, resolver.clone()).unwrap());
@@ -77,26 +92,22 @@ async fn writer_arrow(data: &[(u64, Vec<u8>)], dir: &str) {
         .manifest_store(store)
         .build()
         .unwrap();
-    let batches = data.chunks(8192).map(|chunk| {
-        let keys = Int64Array::from_iter_values(chunk.iter().map(|r| r.0 as i64));
-        let values = BinaryArray::from_iter_values(chunk.iter().map(|r| r.1.as_slice()));
-        RecordBatch::try_from_iter([
-            ("id", Arc::new(keys) as ArrayRef),
-            ("payload", Arc::new(values) as ArrayRef),
-        ])
-    });
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let r = ShardedWriter::new(config)
         .unwrap()
         .with_run_registry(false)
         .write_arrow(
-            batches,
+            batches
+                .iter()
+                .cloned()
+                .map(Ok::<_, std::convert::Infallible>),
             "id",
             &ValueSpec::BinaryColumn("payload".into()),
             &WriteOptions::builder().parallel(true).build().unwrap(),
         )
         .await
         .unwrap();
-    assert_eq!(r.stats.rows_written, data.len() as u64);
+    assert_eq!(r.stats.rows_written, rows as u64);
 }
 
 async fn open_single(dir: &str, tuned: bool) -> slatedb::Db {
@@ -158,6 +169,11 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let data = rows(n);
+    let batches = if scenario == "writer_arrow" {
+        arrow_batches(&data)
+    } else {
+        Vec::new()
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -221,7 +237,7 @@ fn main() {
                     .unwrap();
                 writer(&data, &dir, o, s).await
             }
-            "writer_arrow" => writer_arrow(&data, &dir).await,
+            "writer_arrow" => writer_arrow(&batches, &dir).await,
             "put_loop" => put_loop(&data, &dir).await,
             "baseline" => {} // the input rows alone: the RSS floor every scenario starts from
             "bulk_single" => bulk_single(&data, &dir).await,

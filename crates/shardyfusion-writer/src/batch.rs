@@ -134,6 +134,25 @@ impl KvBatch {
         }
     }
 
+    /// Sort (see [`sort`](Self::sort)) and count the keys that repeat an earlier key of the
+    /// batch; returns the count and the first repeated key.
+    pub(crate) fn sort_counting_duplicates(&mut self) -> (u64, Option<Vec<u8>>) {
+        self.sort();
+        let mut count = 0u64;
+        let mut first = None;
+        for pair in self.entries.windows(2) {
+            if pair[0].prefix == pair[1].prefix
+                && pair[0].key(&self.data) == pair[1].key(&self.data)
+            {
+                count += 1;
+                if first.is_none() {
+                    first = Some(pair[1].key(&self.data).to_vec());
+                }
+            }
+        }
+        (count, first)
+    }
+
     /// Split into batches of at most `rows` rows, keeping the order.
     pub fn chunks(self, rows: usize) -> Vec<KvBatch> {
         if self.entries.len() <= rows {
@@ -169,6 +188,19 @@ impl KvBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_keys_are_counted_once_sorted() {
+        let mut b = KvBatch::default();
+        for k in [&b"b"[..], b"a", b"b", b"c", b"b", b"a"] {
+            b.push(k, b"v");
+        }
+        assert_eq!(b.sort_counting_duplicates(), (3, Some(b"a".to_vec())));
+        let mut unique = KvBatch::default();
+        unique.push(b"x", b"1");
+        unique.push(b"y", b"2");
+        assert_eq!(unique.sort_counting_duplicates(), (0, None));
+    }
 
     #[test]
     fn sorts_by_bytes_with_prefix_ties() {

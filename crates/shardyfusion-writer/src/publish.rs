@@ -99,6 +99,7 @@ impl Commit<'_> {
                 num_attempt_results,
                 num_winners: winners.len(),
                 rows_written: winners.iter().map(|w| w.row_count).sum(),
+                duplicate_keys: winners.iter().map(|w| w.duplicate_keys).sum(),
             },
             winners,
             manifest_ref,

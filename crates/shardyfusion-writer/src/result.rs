@@ -26,8 +26,12 @@ pub struct BuildStats {
     pub num_attempt_results: usize,
     /// Shards listed in the manifest (non-empty winners).
     pub num_winners: usize,
-    /// Σ winners' `row_count`.
+    /// Σ winners' `row_count`: every row written, a repeated key counted each time (as the
+    /// manifest's `row_count` does, and as the Python writer does).
     pub rows_written: u64,
+    /// Rows whose key repeated an earlier row's key within a shard batch (the later row won);
+    /// distinct keys are at most `rows_written - duplicate_keys`.
+    pub duplicate_keys: u64,
 }
 
 /// The result of a successful write.

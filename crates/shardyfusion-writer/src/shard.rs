@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use shardyfusion_core::{
-    DbPathTemplate, Error, ErrorKind, Key, KeyRef, MetricEvent, MetricValue, MetricsCollector,
-    Result, RetryConfig, shard_attempt_url,
+    DbPathTemplate, DuplicateKeys, Error, ErrorKind, Key, KeyRef, MetricEvent, MetricValue,
+    MetricsCollector, Result, RetryConfig, shard_attempt_url,
 };
 
 use crate::adapter::{AdapterFactory, ShardAdapter};
@@ -35,6 +35,8 @@ pub(crate) struct ShardCtx {
     pub(crate) started: Instant,
     /// Set once the write has failed: shards stop retrying.
     pub(crate) given_up: Arc<AtomicBool>,
+    /// What a repeated key does.
+    pub(crate) on_duplicate: DuplicateKeys,
 }
 
 impl ShardCtx {
@@ -95,6 +97,8 @@ pub struct ShardResult {
     pub db_bytes: u64,
     /// Wall time of the winning attempt.
     pub duration_ms: i64,
+    /// Rows whose key repeated an earlier row's key in the same batch (the later row won).
+    pub duplicate_keys: u64,
     /// URLs of every attempt made (winner included).
     pub attempt_urls: Vec<String>,
 }
@@ -228,6 +232,8 @@ pub(crate) struct ShardSink {
     failed: Option<Error>,
     attempt_urls: Vec<String>,
     pub(crate) stats: ShardStats,
+    /// Repeated keys found by the current attempt.
+    duplicates: u64,
 }
 
 impl ShardSink {
@@ -243,6 +249,7 @@ impl ShardSink {
             failed: None,
             attempt_urls: Vec::new(),
             stats: ShardStats::default(),
+            duplicates: 0,
         }
     }
 
@@ -273,6 +280,7 @@ impl ShardSink {
         );
         self.attempt_started = Some(Instant::now());
         self.attempt_urls.push(url.clone());
+        self.duplicates = 0;
         self.fresh_limiters();
         self.adapter = Some(
             self.ctx
@@ -284,9 +292,25 @@ impl ShardSink {
         Ok(())
     }
 
-    async fn write_now(&mut self, batch: Batch) -> Result<()> {
+    async fn write_now(&mut self, mut batch: Batch) -> Result<()> {
         if self.adapter.is_none() {
             self.open_attempt().await?;
+        }
+        // Sorted here (the adapter's own sort then finds it sorted), so repeats are adjacent.
+        let (repeats, first) = batch.sort_counting_duplicates();
+        if repeats > 0 {
+            if self.ctx.on_duplicate == DuplicateKeys::Error {
+                let key = first.unwrap_or_default();
+                return Err(Error::config(format!(
+                    "the input repeats key {} (encoded bytes {}) in shard {}; duplicates are \
+                     refused (on_duplicate = error): deduplicate the input, or keep the last \
+                     row of each key",
+                    String::from_utf8_lossy(&key),
+                    hex(&key),
+                    self.db_id
+                )));
+            }
+            self.duplicates += repeats;
         }
         if let Some(b) = &self.ops {
             b.acquire(batch.len() as f64).await;
@@ -384,6 +408,7 @@ impl ShardSink {
             checkpoint_id: Some(checkpoint_id),
             db_bytes,
             duration_ms,
+            duplicate_keys: self.duplicates,
             attempt_urls: self.attempt_urls.clone(),
         })
     }
@@ -402,6 +427,7 @@ impl ShardSink {
                 checkpoint_id: None,
                 db_bytes: 0,
                 duration_ms: 0,
+                duplicate_keys: 0,
                 attempt_urls: Vec::new(),
             });
         }
@@ -494,6 +520,10 @@ impl ShardSink {
     pub(crate) async fn abandon(mut self) {
         self.drop_attempt().await;
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Drop for ShardSink {

@@ -251,6 +251,7 @@ impl ShardedWriter {
             metrics: metrics.clone(),
             started,
             given_up: Arc::default(),
+            on_duplicate: options.on_duplicate,
         };
         let write_start = Instant::now();
         let mut session = Session::new(&ctx, cfg.key_encoding(), options);

@@ -3,9 +3,11 @@
 //! summary.
 //!
 //! ```sh
-//! cargo run -p shardyfusion --example quickstart            # 300,000 rows into target/quickstart
-//! cargo run -p shardyfusion --example quickstart -- 50000 /tmp/snap
+//! cargo run --release -p shardyfusion --example quickstart   # 300,000 rows into target/quickstart
+//! cargo run --release -p shardyfusion --example quickstart -- 50000 /tmp/snap
 //! ```
+//!
+//! Timings are only representative of a release build; a debug build says so in its output.
 
 #![allow(clippy::print_stdout)]
 
@@ -87,7 +89,6 @@ fn main() -> shardyfusion::Result<()> {
         n as f64 / write_s
     );
     let probes = [0, 1, n / 2, n - 1, n + 1];
-    let start = Instant::now();
     for k in probes {
         let v = reader.get(KeyRef::Int(k))?;
         let text = v.map_or_else(
@@ -100,6 +101,7 @@ fn main() -> shardyfusion::Result<()> {
         );
     }
     let keys: Vec<KeyRef<'_>> = (0..1000).map(|i| KeyRef::Int((i * 7919) % n)).collect();
+    let start = Instant::now();
     let found = reader
         .multi_get(&keys)?
         .iter()
@@ -110,6 +112,12 @@ fn main() -> shardyfusion::Result<()> {
         keys.len(),
         start.elapsed().as_secs_f64() * 1e3
     );
+    if cfg!(debug_assertions) {
+        println!(
+            "  (a debug build: timings are several times slower than release; run with \
+             `cargo run --release …` for representative numbers)"
+        );
+    }
     reader.close();
     if found != keys.len() {
         return Err(shardyfusion::Error::new(

@@ -1125,3 +1125,59 @@ fn streaming_inputs_parts_stdin_and_types() {
     assert!(!dir.join("snap-typo").join("_CURRENT").exists());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Repeated keys: counted in the result (the later row wins), or refused with
+/// `--on-duplicate error`; `row_count` counts every row.
+#[test]
+fn repeated_keys_are_reported_or_refused() {
+    let dir = scratch("dups");
+    let lines: String = (0..30)
+        .map(|i| format!("{{\"id\": {}, \"v\": \"x{i}\"}}\n", i % 10))
+        .collect();
+    let write = |prefix: &str, extra: &[&str]| {
+        let mut c = shardy();
+        c.args([
+            "write",
+            "--no-progress",
+            "--key-col",
+            "id",
+            "--value-col",
+            "v",
+            "--num-dbs",
+            "2",
+            "--input-format",
+            "jsonl",
+            "--input",
+            "-",
+        ])
+        .arg("--prefix")
+        .arg(dir.join(prefix))
+        .args(extra)
+        .write_stdin(lines.clone());
+        c
+    };
+    let r = ok_json(&mut write("keep", &[]));
+    assert_eq!(
+        (r["rows_written"].as_u64(), r["duplicate_keys"].as_u64()),
+        (Some(30), Some(20))
+    );
+    let g = ok_json(shardy().args([
+        "--current-url",
+        &format!("{}/_CURRENT", dir.join("keep").display()),
+        "--output-format",
+        "json",
+        "get",
+        "3",
+    ]));
+    use base64::Engine as _;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(g["value"].as_str().unwrap())
+            .unwrap(),
+        b"x23"
+    );
+    let e = err_json(&mut write("refuse", &["--on-duplicate", "error"]), 1);
+    assert!(e["error"].as_str().unwrap().contains("repeats key"), "{e}");
+    assert!(!dir.join("refuse").join("_CURRENT").exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}

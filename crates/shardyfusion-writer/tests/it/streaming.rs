@@ -316,3 +316,50 @@ async fn every_key_column_type_and_the_bad_rows_named() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_keys_are_counted_or_refused() {
+    // 300 rows over 100 distinct keys: the later row wins, the repeats are counted.
+    let e = env();
+    let rows: Vec<(i64, u32)> = (0..300u32).map(|i| (i64::from(i % 100), i)).collect();
+    let r = e
+        .writer(Some(2), None)
+        .write(
+            &rows,
+            |r| Key::Int(r.0),
+            |r| r.1.to_string().into_bytes(),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.stats.rows_written, r.stats.duplicate_keys), (300, 200));
+    let m = e
+        .store
+        .load_manifest(&r.manifest_ref.manifest_ref)
+        .await
+        .unwrap();
+    assert_eq!(m.row_count(), 300, "row_count counts every row written");
+    let shards = Shards::open(m, &e.resolver).await;
+    assert_eq!(shards.get(KeyRef::Int(7)).await.unwrap(), b"207");
+    shards.close().await;
+
+    // Refused: nothing published, the key named.
+    let e = env();
+    let options = WriteOptions::builder()
+        .on_duplicate(shardyfusion_core::DuplicateKeys::Error)
+        .build()
+        .unwrap();
+    let err = e
+        .writer(Some(2), None)
+        .write(
+            &rows,
+            |r| Key::Int(r.0),
+            |r| r.1.to_string().into_bytes(),
+            &options,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConfigValidation, "{err}");
+    assert!(err.message().contains("repeats key"), "{err}");
+    assert_eq!(e.store.load_current().await.unwrap(), None);
+}
