@@ -7,6 +7,8 @@
 //! * Read path (`shardyfusion-reader/benches/read.rs`): hot get vs raw `DbReader`, `multi_get`
 //!   vs a loop of gets, refresh at 8 vs 256 shards, requests per cold get.
 //! * CEL per-row routing cost (`shardyfusion-cel/benches/eval.rs`, criterion), with `--cel`.
+//! * Scale (`shardyfusion-writer/benches/scale.rs` and `shardy write`), with `--scale` alone:
+//!   generated Parquet datasets of 2 M and 20 M rows into 64 shards, rows/s and peak RSS.
 
 use std::path::Path;
 
@@ -120,8 +122,153 @@ fn read_bench(root: &Path, rows: u64) -> Result<()> {
     Ok(())
 }
 
+/// Peak RSS (MiB) and wall time of a child process, its `/proc/<pid>/status` high-water mark
+/// polled until it exits.
+fn measure_child(cmd: &mut std::process::Command) -> Result<(f64, f64, String)> {
+    let start = std::time::Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting the measured process")?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0.0f64;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path)
+            && let Some(v) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        {
+            peak_kib = peak_kib.max(v);
+        }
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "the measured process failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok((
+        peak_kib / 1024.0,
+        start.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
+}
+
+/// The scale scenario: generated Parquet datasets of 2 M and 20 M rows streamed into 64 shards,
+/// through the library and through `shardy write`.
+fn scale_bench(root: &Path) -> Result<()> {
+    println!("\nbench: scale (Parquet parts, 8-byte keys, 100-byte values, 64 shards)");
+    crate::run_cmd(
+        "build scale bench and shardy (release)",
+        cargo()
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "shardyfusion-writer",
+                "--bench",
+                "scale",
+            ])
+            .args(["-p", "shardyfusion-cli", "--bin", "shardy"])
+            .current_dir(root),
+    )?;
+    let deps = root.join("target/release/deps");
+    let scale_bin = std::fs::read_dir(&deps)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("scale-"))
+                && p.extension().is_none()
+        })
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .context("the scale bench binary was not built")?;
+    let shardy = root.join("target/release/shardy");
+    let mut rows_lib = Vec::new();
+    println!(
+        "| rows | library rows/s | library peak RSS | shardy write rows/s | shardy peak RSS |"
+    );
+    println!("|---|---|---|---|---|");
+    for rows in [2_000_000u64, 20_000_000] {
+        let data = root.join(format!("target/bench-data/scale-{rows}"));
+        if !data.join("part-00000.parquet").exists() {
+            crate::run_cmd(
+                "generate the dataset",
+                std::process::Command::new(&scale_bin)
+                    .arg("gen")
+                    .arg(rows.to_string())
+                    .arg(&data),
+            )?;
+        }
+        let out = root.join("target/bench-data/scale-out");
+        let (rss, secs, _) = measure_child(
+            std::process::Command::new(&scale_bin)
+                .arg("write")
+                .arg(&data)
+                .arg(&out),
+        )?;
+        let lib = (rows as f64 / secs, rss);
+        let _ = std::fs::remove_dir_all(&out);
+        let (cli_rss, cli_secs, _) = measure_child(
+            std::process::Command::new(&shardy)
+                .args([
+                    "write",
+                    "--no-progress",
+                    "--key-col",
+                    "id",
+                    "--value-col",
+                    "payload",
+                ])
+                .args(["--num-dbs", "64", "--parallel", "--input"])
+                .arg(&data)
+                .arg("--prefix")
+                .arg(&out),
+        )?;
+        let _ = std::fs::remove_dir_all(&out);
+        println!(
+            "| {rows} | {:.0} | {:.0} MiB | {:.0} | {cli_rss:.0} MiB |",
+            lib.0,
+            lib.1,
+            rows as f64 / cli_secs
+        );
+        rows_lib.push((lib, (rows as f64 / cli_secs, cli_rss)));
+    }
+    if let [(small, small_cli), (big, big_cli)] = rows_lib[..] {
+        println!();
+        println!("| metric | value | target |");
+        println!("|---|---|---|");
+        println!(
+            "| library peak RSS, 20 M vs 2 M rows | {:.2}x | <= 1.15x |",
+            big.1 / small.1
+        );
+        println!(
+            "| library rows/s, 20 M vs 2 M rows | {:.2}x | >= 0.9x |",
+            big.0 / small.0
+        );
+        println!(
+            "| shardy write peak RSS, 20 M vs 2 M rows | {:.2}x | <= 1.15x |",
+            big_cli.1 / small_cli.1
+        );
+        println!(
+            "| shardy write peak RSS at 20 M rows | {:.0} MiB | < 1536 MiB |",
+            big_cli.1
+        );
+    }
+    Ok(())
+}
+
 /// Run the suite and print the table.
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "--scale") {
+        return scale_bench(root);
+    }
     let rows: u64 = args
         .iter()
         .position(|a| a == "--rows")

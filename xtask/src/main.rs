@@ -9,7 +9,8 @@
 //! * `cargo xtask codegen [--check]` — write (or verify) the generated `docs/reference/*.md`.
 //! * `cargo xtask features` — the facade compiles with each feature alone (like
 //!   `cargo hack check --each-feature`).
-//! * `cargo xtask bench [--rows N] [--cel]` — benchmarks as ratios against raw SlateDB.
+//! * `cargo xtask bench [--rows N] [--cel]` — benchmarks as ratios against raw SlateDB;
+//!   `cargo xtask bench --scale` — the scale scenario (2 M and 20 M rows, peak RSS).
 
 #![allow(clippy::print_stdout)]
 
@@ -49,7 +50,7 @@ fn run() -> Result<()> {
         Some("codegen") => codegen::run(&root, args.iter().any(|a| a == "--check")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | it | test | tidy | codegen [--check] | features | bench [--rows N] [--cel]>"
+                "usage: cargo xtask <ci | it | test | tidy | codegen [--check] | features | bench [--rows N] [--cel] | bench --scale>"
             );
             bail!("unknown or missing command")
         }
