@@ -63,8 +63,11 @@ impl Buffers {
             || options
                 .max_total_batched_bytes
                 .is_some_and(|c| self.total_bytes > c);
+        if !over {
+            return None; // the common case: no scan of every shard's buffer per row
+        }
         let largest =
             (0..self.bufs.len()).max_by_key(|&i| (self.bufs[i].bytes(), self.bufs[i].len()))?;
-        (over && !self.bufs[largest].is_empty()).then_some(largest)
+        (!self.bufs[largest].is_empty()).then_some(largest)
     }
 }

@@ -348,8 +348,13 @@ async fn feed_batch(
         .with_source(e)
     };
     let hash = router.as_hash();
+    let key_nulls = key_array.null_count() > 0;
+    let value_nulls = match &layout.value {
+        ValueLayout::Bytes(i, _) => batch.column(*i).null_count() > 0,
+        _ => false,
+    };
     for row in 0..batch.num_rows() {
-        if key_array.is_null(row) {
+        if key_nulls && key_array.is_null(row) {
             return Err(Error::config(format!(
                 "input row {}: key column {key_col:?} is null",
                 base + row as u64
@@ -358,7 +363,7 @@ async fn feed_batch(
         let key = keys.key(row).map_err(|e| row_err(row, e))?;
         let value: &[u8] = match (&layout.value, &bytes) {
             (ValueLayout::Bytes(i, name), Some(col)) => {
-                if batch.column(*i).is_null(row) {
+                if value_nulls && batch.column(*i).is_null(row) {
                     &[]
                 } else {
                     col.value(row, name, &mut scratch)
