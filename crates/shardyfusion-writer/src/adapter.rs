@@ -47,6 +47,11 @@ pub trait AdapterFactory: Send + Sync + std::fmt::Debug {
     ) -> Result<Box<dyn ShardAdapter>>;
 }
 
+/// RAM a memtable row costs per byte of SlateDB's size estimate (measured: a 108-byte row is
+/// estimated at about 135 bytes and costs about 300 in the skiplist, more while its SST
+/// uploads).
+pub const MEMTABLE_RAM_FACTOR: usize = 3;
+
 /// Tuning of the SlateDB shard adapter.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -57,11 +62,12 @@ pub struct SlateDbOptions {
     pub l0_sst_size_bytes: usize,
     /// Backpressure limit of unflushed data (default 256 MiB).
     pub max_unflushed_bytes: usize,
-    /// Memory for memtables across all shards of one write (default 2 GiB; `None` = the
-    /// per-shard limits alone). Every shard of a write is open at once, so without a total the
-    /// memory grows with the shard count. With it, each of `n` shards gets at most `budget / n`
-    /// unflushed bytes and memtables of half that, never below 4 MiB (smaller memtables mean
-    /// more, smaller L0 SSTs per shard).
+    /// Memory (RAM) for memtables across all shards of one write (default 384 MiB; `None` =
+    /// the per-shard limits alone). Every shard of a write is open at once, so without a total
+    /// the memory grows with the shard count. SlateDB counts its limits in estimated SST bytes,
+    /// and a row in a memtable costs about [`MEMTABLE_RAM_FACTOR`] times its estimate, so each
+    /// of `n` shards gets `budget / n / factor` unflushed (estimated) bytes and memtables of half
+    /// that, never below 1 MiB (smaller memtables mean more, smaller L0 SSTs per shard).
     pub memtable_budget_bytes: Option<usize>,
     /// Object-store retries inside SlateDB (default 10; never unbounded, so faults surface).
     pub object_store_max_retries: u32,
@@ -81,7 +87,7 @@ impl Default for SlateDbOptions {
             legacy_readers: false,
             l0_sst_size_bytes: 64 << 20,
             max_unflushed_bytes: 256 << 20,
-            memtable_budget_bytes: Some(2 << 30),
+            memtable_budget_bytes: Some(384 << 20),
             object_store_max_retries: 10,
             open_timeout: None,
             write_timeout: None,
@@ -115,10 +121,10 @@ impl SlateDbOptions {
 
     /// Memtable size and unflushed limit of each shard when `num_dbs` shards are built at once.
     pub fn memtable_limits(&self, num_dbs: u32) -> (usize, usize) {
-        const FLOOR: usize = 4 << 20;
+        const FLOOR: usize = 1 << 20;
         let (mut l0, mut unflushed) = (self.l0_sst_size_bytes, self.max_unflushed_bytes);
         if let Some(budget) = self.memtable_budget_bytes {
-            let per_shard = budget / num_dbs.max(1) as usize;
+            let per_shard = budget / num_dbs.max(1) as usize / MEMTABLE_RAM_FACTOR;
             unflushed = unflushed.min(per_shard);
             l0 = l0.min(per_shard / 2).max(FLOOR.min(self.l0_sst_size_bytes));
         }
@@ -150,6 +156,9 @@ impl SlateDbOptions {
                 Settings::default().min_filter_keys
             },
             object_store_max_retries: Some(self.object_store_max_retries),
+            // One upload at a time per shard: many shards are open at once, and each upload
+            // buffers its SST in memory.
+            l0_flush_parallelism: 1,
             ..Settings::default()
         }
     }
@@ -255,6 +264,7 @@ impl AdapterFactory for SlateDbFactory {
             db: Some(Arc::new(db)),
             url: db_url.to_owned(),
             options: self.options.clone(),
+            l0_bytes: self.options.memtable_limits(num_dbs).0,
         }))
     }
 }
@@ -264,6 +274,8 @@ pub struct SlateDbAdapter {
     db: Option<Arc<Db>>,
     url: String,
     options: SlateDbOptions,
+    /// The memtable size of this shard (writes are split to at most half of it).
+    l0_bytes: usize,
 }
 
 impl SlateDbAdapter {
@@ -293,25 +305,36 @@ impl SlateDbAdapter {
 #[async_trait]
 impl ShardAdapter for SlateDbAdapter {
     async fn write_batch(&mut self, pairs: KvBatch) -> Result<()> {
-        let rows = pairs.len();
         let mut pairs = pairs;
         // Key-ordered inserts are markedly cheaper for SlateDB's skiplist memtable.
         pairs.sort();
-        let mut batch = WriteBatch::new();
-        // Every key and value is a slice of the batch's one buffer: no copy, no allocation.
-        for (k, v) in pairs.into_shared() {
-            batch.put_bytes(k, v);
+        // SlateDB checks its memtable limit before a write and lets the whole write in: writes
+        // of at most half a memtable keep the overshoot (and the memory) small.
+        let rows_per_write = (self.l0_bytes / 2)
+            .checked_div(pairs.bytes().div_ceil(pairs.len().max(1)).max(1))
+            .unwrap_or(usize::MAX)
+            .max(1);
+        for part in pairs.chunks(rows_per_write) {
+            let rows = part.len();
+            let mut batch = WriteBatch::new();
+            // Values are slices of the batch's one buffer, keys of a small key buffer (no copy
+            // of a value, no allocation per row).
+            for (k, v) in part.into_shared() {
+                batch.put_bytes(k, v);
+            }
+            let db = self.db()?.clone();
+            let what = format!("writing a batch of {rows} rows to {}", self.url);
+            timed(self.options.write_timeout, &what, async {
+                // No durability wait per batch: the final memtable flush makes everything
+                // durable.
+                db.write_with_options(batch, &WriteOptions::default())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| slate_err(ErrorKind::ShardWrite, &what, e))
+            })
+            .await?;
         }
-        let db = self.db()?.clone();
-        let what = format!("writing a batch of {rows} rows to {}", self.url);
-        timed(self.options.write_timeout, &what, async {
-            // No durability wait per batch: the final memtable flush makes everything durable.
-            db.write_with_options(batch, &WriteOptions::default())
-                .await
-                .map(|_| ())
-                .map_err(|e| slate_err(ErrorKind::ShardWrite, &what, e))
-        })
-        .await
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<()> {
@@ -353,14 +376,14 @@ mod tests {
     #[test]
     fn memtable_budget_is_shared_by_the_shards_of_a_write() {
         let o = SlateDbOptions::default();
-        // A few shards: the per-shard defaults fit in the 2 GiB budget.
-        assert_eq!(o.memtable_limits(1), (64 * MIB, 256 * MIB));
-        assert_eq!(o.memtable_limits(8), (64 * MIB, 256 * MIB));
+        let per_shard = |n: usize| (384 * MIB) / n / MEMTABLE_RAM_FACTOR;
+        // One shard: 64 MiB memtables, the unflushed limit shrunk to the RAM budget.
+        assert_eq!(o.memtable_limits(1), (64 * MIB, per_shard(1)));
         // Many shards: the total stays at the budget.
-        assert_eq!(o.memtable_limits(64), (16 * MIB, 32 * MIB));
-        assert_eq!(o.memtable_limits(256), (4 * MIB, 8 * MIB));
-        // Past the floor, memtables stay at 4 MiB (and the limit just above them).
-        assert_eq!(o.memtable_limits(4096), (4 * MIB, 4 * MIB + 1));
+        assert_eq!(o.memtable_limits(8), (per_shard(8) / 2, per_shard(8)));
+        assert_eq!(o.memtable_limits(64), (per_shard(64) / 2, per_shard(64)));
+        // Past the floor, memtables stay at 1 MiB (and the limit just above them).
+        assert_eq!(o.memtable_limits(4096), (MIB, MIB + 1));
         // Without a budget, the per-shard limits alone.
         let none = o.clone().with_memtable_budget(None);
         assert_eq!(none.memtable_limits(4096), (64 * MIB, 256 * MIB));
@@ -368,7 +391,7 @@ mod tests {
         let s = o.settings_for(64);
         assert_eq!(
             (s.l0_sst_size_bytes, s.max_unflushed_bytes),
-            (16 * MIB, 32 * MIB)
+            (per_shard(64) / 2, per_shard(64))
         );
         for n in [1, 3, 64, 1000, 100_000] {
             let (l0, unflushed) = o.memtable_limits(n);

@@ -174,13 +174,27 @@ impl KvBatch {
             .collect()
     }
 
-    /// The pairs as zero-copy slices of one shared buffer, in the batch's order.
+    /// The pairs as shared slices, in the batch's order: values slice the batch's buffer (no
+    /// copy), keys a buffer of the batch's keys.
     pub fn into_shared(self) -> impl ExactSizeIterator<Item = (Bytes, Bytes)> {
+        // Keys get a buffer of their own (one copy of a few bytes per row): SlateDB keeps the
+        // first and last key of every SST it writes until the database closes, and a key sliced
+        // from the batch buffer would keep every value of the batch in memory with it.
+        let mut keys = Vec::with_capacity(self.entries.iter().map(|e| e.key_len as usize).sum());
+        for e in &self.entries {
+            keys.extend_from_slice(e.key(&self.data));
+        }
+        let keys = Bytes::from(keys);
         let data = Bytes::from(self.data);
+        let mut at = 0usize;
         self.entries.into_iter().map(move |e| {
-            let k = e.off..e.off + e.key_len as usize;
-            let v = k.end..k.end + e.value_len as usize;
-            (data.slice(k), data.slice(v))
+            let k = at..at + e.key_len as usize;
+            at = k.end;
+            let start = e.off + e.key_len as usize;
+            (
+                keys.slice(k),
+                data.slice(start..start + e.value_len as usize),
+            )
         })
     }
 }

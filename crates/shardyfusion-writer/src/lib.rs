@@ -61,7 +61,10 @@ mod shard;
 mod single;
 mod writer;
 
-pub use adapter::{AdapterFactory, ShardAdapter, SlateDbAdapter, SlateDbFactory, SlateDbOptions};
+pub use adapter::{
+    AdapterFactory, MEMTABLE_RAM_FACTOR, ShardAdapter, SlateDbAdapter, SlateDbFactory,
+    SlateDbOptions,
+};
 pub use batch::KvBatch;
 pub use input::{Record, ValueFn, ValueSpec, json_at, key_at};
 pub use ratelimit::{LimiterType, TokenBucket};
