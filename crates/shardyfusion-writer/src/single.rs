@@ -39,7 +39,7 @@ impl ShardedWriter {
             sharding_ms: 0,
         };
         let extract = |r: &T| Ok(Record::new(key(r), value(r)));
-        self.write_planned(plan, records.into_iter().map(Ok), extract, &opts)
-            .await
+        let records = futures::stream::iter(records.into_iter().map(Ok));
+        self.write_planned(plan, records, extract, &opts).await
     }
 }

@@ -106,33 +106,8 @@ impl ShardedWriter {
         V: AsRef<[u8]>,
     {
         let plan = route::plan(self.config(), options.expected_rows, Survey::default())?;
-        self.write_planned(plan, records, extract, options).await
-    }
-
-    /// Write `records` (read once) under a routing plan fixed beforehand.
-    pub(crate) async fn write_planned<I, T, F, V>(
-        &self,
-        plan: route::Plan,
-        records: I,
-        extract: F,
-        options: &WriteOptions,
-    ) -> Result<BuildResult>
-    where
-        I: IntoIterator<Item = Result<T>>,
-        F: Fn(&T) -> Result<Record<V>>,
-        V: AsRef<[u8]>,
-    {
-        self.run(plan, DEFAULT_KEY_COL, options, async |session, router| {
-            for item in records {
-                let record = extract(&item?)?;
-                let db_id = router.route(record.key.as_key_ref(), record.columns.as_ref())?;
-                session
-                    .push(db_id, record.key.as_key_ref(), record.value.as_ref())
-                    .await?;
-            }
-            Ok(())
-        })
-        .await
+        self.write_planned(plan, futures::stream::iter(records), extract, options)
+            .await
     }
 
     /// [`write_records`](Self::write_records) over an async `Stream` of fallible records.
@@ -148,6 +123,22 @@ impl ShardedWriter {
         V: AsRef<[u8]>,
     {
         let plan = route::plan(self.config(), options.expected_rows, Survey::default())?;
+        self.write_planned(plan, records, extract, options).await
+    }
+
+    /// Write `records` (read once) under a routing plan fixed beforehand.
+    pub(crate) async fn write_planned<S, T, F, V>(
+        &self,
+        plan: route::Plan,
+        records: S,
+        extract: F,
+        options: &WriteOptions,
+    ) -> Result<BuildResult>
+    where
+        S: Stream<Item = Result<T>>,
+        F: Fn(&T) -> Result<Record<V>>,
+        V: AsRef<[u8]>,
+    {
         self.run(plan, DEFAULT_KEY_COL, options, async |session, router| {
             let mut records = std::pin::pin!(records);
             while let Some(item) = records.next().await {
@@ -176,8 +167,8 @@ impl ShardedWriter {
     {
         let survey = self.survey_records(&records, &extract, options)?;
         let plan = route::plan(self.config(), options.expected_rows, survey)?;
-        self.write_planned(plan, records.into_iter().map(Ok), extract, options)
-            .await
+        let records = futures::stream::iter(records.into_iter().map(Ok));
+        self.write_planned(plan, records, extract, options).await
     }
 
     /// One pass over a re-readable input for what the routing needs before the first row.
