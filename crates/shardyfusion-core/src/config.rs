@@ -430,7 +430,9 @@ pub struct WriteOptions {
     pub max_write_bytes_per_second: Option<f64>,
     /// Cap on buffered rows across shards (sequential mode).
     pub max_total_batched_items: Option<usize>,
-    /// Cap on buffered bytes across shards (sequential mode).
+    /// Cap on bytes buffered across shards before they go to their shards (the largest buffer
+    /// goes first; default none). Every shard of a write fills a buffer of up to `batch_size`
+    /// rows at once, so without a cap that memory grows with the shard count.
     pub max_total_batched_bytes: Option<usize>,
     /// Sort each shard's rows by logical key before writing.
     pub sort_within_partitions: bool,

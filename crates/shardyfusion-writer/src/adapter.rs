@@ -314,16 +314,19 @@ impl ShardAdapter for SlateDbAdapter {
             .checked_div(pairs.bytes().div_ceil(pairs.len().max(1)).max(1))
             .unwrap_or(usize::MAX)
             .max(1);
-        for part in pairs.chunks(rows_per_write) {
-            let rows = part.len();
+        // One shared conversion (no copy of any value), then writes of `rows_per_write` rows.
+        let mut rows = pairs.into_shared().peekable();
+        while rows.peek().is_some() {
             let mut batch = WriteBatch::new();
+            let mut n = 0;
             // Values are slices of the batch's one buffer, keys of a small key buffer (no copy
             // of a value, no allocation per row).
-            for (k, v) in part.into_shared() {
+            for (k, v) in rows.by_ref().take(rows_per_write) {
                 batch.put_bytes(k, v);
+                n += 1;
             }
             let db = self.db()?.clone();
-            let what = format!("writing a batch of {rows} rows to {}", self.url);
+            let what = format!("writing a batch of {n} rows to {}", self.url);
             timed(self.options.write_timeout, &what, async {
                 // No durability wait per batch: the final memtable flush makes everything
                 // durable.
