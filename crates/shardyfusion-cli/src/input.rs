@@ -95,6 +95,17 @@ fn glob_match(pattern: &str, name: &str) -> bool {
     go(pattern.as_bytes(), name.as_bytes())
 }
 
+/// Whether a file found in a listed directory or prefix is a part of the input: not hidden
+/// (`.`) or a marker (`_SUCCESS`), and of the format (the given one, or any known one).
+fn listed(name: &str, flag: Option<Format>) -> bool {
+    !name.starts_with('.')
+        && !name.starts_with('_')
+        && match flag {
+            Some(f) => Format::of_name(name).is_none_or(|g| g == f),
+            None => Format::of_name(name).is_some(),
+        }
+}
+
 fn is_url(s: &str) -> bool {
     s.contains("://")
 }
@@ -260,12 +271,7 @@ fn local_parts(input: &str, flag: Option<Format>) -> Result<(Vec<Part>, Vec<Opti
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                !name.starts_with('.')
-                    && !name.starts_with('_')
-                    && match flag {
-                        Some(f) => Format::of_name(&name).is_none_or(|g| g == f),
-                        None => Format::of_name(&name).is_some(),
-                    }
+                listed(&name, flag)
             })
             .collect();
         files.sort();
@@ -330,14 +336,7 @@ async fn remote_parts(
         }
         let wanted = match &pattern {
             Some(p) => glob_match(p, &name),
-            None => {
-                !name.starts_with('.')
-                    && !name.starts_with('_')
-                    && match flag {
-                        Some(f) => Format::of_name(&name).is_none_or(|g| g == f),
-                        None => Format::of_name(&name).is_some(),
-                    }
-            }
+            None => listed(&name, flag),
         };
         if wanted {
             found.push((format!("{}/{name}", loc.url), meta.size));

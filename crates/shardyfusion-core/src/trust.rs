@@ -243,9 +243,13 @@ pub fn confine_to_recorded_prefix<S: AsRef<str>>(
 /// assert_eq!(rebase_url("s3://a/q/x", "s3://a/p", "s3://b/p"), None);
 /// ```
 pub fn rebase_url(url: &str, recorded: &str, opened: &str) -> Option<String> {
-    let recorded = canonical(recorded)?;
+    rebase_canonical(url, &canonical(recorded)?, opened)
+}
+
+/// [`rebase_url`] with the recorded prefix already canonical.
+fn rebase_canonical(url: &str, recorded: &str, opened: &str) -> Option<String> {
     let url = canonical(url)?;
-    let rest = url.strip_prefix(recorded.as_str())?;
+    let rest = url.strip_prefix(recorded)?;
     if !(rest.is_empty() || rest.starts_with('/')) {
         return None;
     }
@@ -276,7 +280,8 @@ pub fn confine_manifest(
     opened: Option<&str>,
     boundary: &UrlBoundary,
 ) -> Result<()> {
-    let recorded = manifest.build.s3_prefix.clone();
+    // `None`: a relative recorded prefix (a local path relative to the writer's directory).
+    let recorded = canonical(&manifest.build.s3_prefix);
     let layout = format!(
         "/{}/run_id={}/",
         manifest.build.shard_prefix.trim_matches('/'),
@@ -287,14 +292,12 @@ pub fn confine_manifest(
             continue;
         };
         if let Some(opened) = opened {
-            let rebased = rebase_url(url, &recorded, opened).or_else(|| {
+            let rebased = match &recorded {
+                Some(recorded) => rebase_canonical(url, recorded, opened),
                 // Relative recorded prefix: everything from the layout segment on is the
                 // snapshot's own part.
-                let at = url.find(&layout)?;
-                canonical(&recorded)
-                    .is_none()
-                    .then(|| url_join(opened, &[&url[at..]]))
-            });
+                None => url.find(&layout).map(|at| url_join(opened, &[&url[at..]])),
+            };
             if let Some(r) = rebased {
                 *url = r;
             }

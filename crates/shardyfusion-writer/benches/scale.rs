@@ -11,6 +11,8 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,15 +25,6 @@ use shardyfusion_store_s3::ObjectStoreManifestStore;
 use shardyfusion_writer::{ShardedWriter, SlateDbOptions, ValueSpec};
 
 const PART_ROWS: u64 = 1_000_000;
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 /// Key `i` of the dataset: a bijection of `0..rows` (odd multiplier), so keys are unique and
 /// not sorted.
@@ -191,7 +184,7 @@ fn write(dir: &str, out: &str) {
     println!(
         "RESULT scale_write {rows} {secs:.3} {:.0} {:.1}",
         rows as f64 / secs,
-        peak_rss_mib()
+        common::peak_rss_mib()
     );
     let _ = std::fs::remove_dir_all(out);
 }

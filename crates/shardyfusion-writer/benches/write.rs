@@ -20,6 +20,8 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,15 +40,6 @@ fn rows(n: u64) -> Vec<(u64, Vec<u8>)> {
     keys.into_iter()
         .map(|k| (k, format!("{k:0>100}").into_bytes()))
         .collect()
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 async fn writer(data: &[(u64, Vec<u8>)], dir: &str, opts: WriteOptions, slate: SlateDbOptions) {
@@ -248,7 +241,7 @@ fn main() {
     println!(
         "RESULT {scenario} {n} {secs:.3} {:.0} {:.1}",
         n as f64 / secs,
-        peak_rss_mib()
+        common::peak_rss_mib()
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -66,7 +66,7 @@ pub use adapter::{
     SlateDbOptions,
 };
 pub use batch::KvBatch;
-pub use input::{Record, ValueFn, ValueSpec, json_at, key_at};
+pub use input::{Record, ValueFn, ValueSpec};
 pub use ratelimit::{LimiterType, TokenBucket};
 pub use result::{BuildDurations, BuildResult, BuildStats, ShardResult};
 pub use writer::{ShardedWriter, resolver_for};

@@ -562,17 +562,3 @@ impl ShardedWriter {
         Ok(survey)
     }
 }
-
-/// The logical key in `array[row]`: integer columns (unsigned above 2^63-1 rejected), strings,
-/// binary, dictionaries of them.
-pub fn key_at(array: &ArrayRef, row: usize) -> Result<Key> {
-    if array.is_null(row) {
-        return Err(Error::config(format!("key column has a null at row {row}")));
-    }
-    Ok(KeyColumn::new(array.as_ref(), "key")?.key(row)?.to_key())
-}
-
-/// The JSON value of `array[row]` (see the module docs of the JSON form of each Arrow type).
-pub fn json_at(array: &ArrayRef, row: usize) -> Result<Value> {
-    json::cell(array.as_ref(), row, "value")
-}

@@ -5,5 +5,5 @@ mod arrow;
 mod json;
 mod records;
 
-pub use arrow::{ValueFn, ValueSpec, json_at, key_at};
+pub use arrow::{ValueFn, ValueSpec};
 pub use records::Record;
