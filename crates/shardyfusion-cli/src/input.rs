@@ -185,17 +185,22 @@ impl Input {
         &self,
         batch_size: usize,
         bytes: Arc<AtomicU64>,
+        starts: PartStarts,
         rt: tokio::runtime::Handle,
     ) -> impl Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send + use<> {
         let parts = self.parts.clone();
         let (format, resolver, schema) = (self.format, self.resolver.clone(), self.schema.clone());
         let mut current: Option<(String, Batches)> = None;
         let mut next_part = 0usize;
+        let mut rows = 0u64;
         std::iter::from_fn(move || {
             loop {
                 if let Some((name, it)) = current.as_mut() {
                     match it.next() {
-                        Some(Ok(b)) => return Some(Ok(b)),
+                        Some(Ok(b)) => {
+                            rows += b.num_rows() as u64;
+                            return Some(Ok(b));
+                        }
                         Some(Err(e)) => {
                             let name = name.clone();
                             current = None;
@@ -218,7 +223,10 @@ impl Input {
                     &rt,
                     bytes.clone(),
                 ) {
-                    Ok(it) => current = Some((part.name(), it)),
+                    Ok(it) => {
+                        starts.opened(rows, part.name());
+                        current = Some((part.name(), it));
+                    }
                     Err(e) => {
                         next_part = parts.len();
                         return Some(Err(ArrowError::ExternalError(
@@ -228,6 +236,30 @@ impl Input {
                 }
             }
         })
+    }
+}
+
+/// Where each part starts in the input's row order, filled as parts are opened: turns the
+/// writer's input row number into a file and a row in it.
+#[derive(Clone, Default)]
+pub(crate) struct PartStarts(Arc<std::sync::Mutex<Vec<(u64, String)>>>);
+
+impl PartStarts {
+    fn opened(&self, first_row: u64, name: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((first_row, name));
+    }
+
+    /// The part holding input row `row` (0-based) and the row's 1-based number in it.
+    pub(crate) fn locate(&self, row: u64) -> Option<(String, u64)> {
+        let starts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let i = starts
+            .partition_point(|(first, _)| *first <= row)
+            .checked_sub(1)?;
+        let (first, name) = &starts[i];
+        Some((name.clone(), row - first + 1))
     }
 }
 

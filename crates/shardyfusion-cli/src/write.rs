@@ -24,10 +24,12 @@ use crate::input::Input;
 
 /// The key column as the key encoding wants it: integers for `u64be`/`u32be` (strings parsed),
 /// strings for `utf8`/`raw` (integers printed), so CSV and JSON inputs key as they read.
+/// `at(i)` names the batch's row `i` (file and row) for errors.
 fn key_column_for(
     batch: RecordBatch,
     key_col: &str,
     enc: KeyEncoding,
+    at: impl Fn(usize) -> String,
 ) -> std::result::Result<RecordBatch, ArrowError> {
     let Ok(i) = batch.schema().index_of(key_col) else {
         return Ok(batch); // the writer names the missing column
@@ -46,8 +48,12 @@ fn key_column_for(
         ..Default::default()
     };
     let cast = arrow_cast::cast_with_options(col, &target, &options).map_err(|e| {
+        // The first row the strict cast refused: null after a lenient cast, but not before.
+        let lenient = arrow_cast::cast(col, &target).ok();
+        let bad = lenient.and_then(|l| (0..col.len()).find(|&r| l.is_null(r) && !col.is_null(r)));
+        let at = bad.map(|r| format!("{}: ", at(r))).unwrap_or_default();
         ArrowError::CastError(format!(
-            "key column {key_col:?} does not fit the {enc} key encoding ({e}); string keys \
+            "{at}key column {key_col:?} does not fit the {enc} key encoding ({e}); string keys \
              need --key-encoding utf8"
         ))
     })?;
@@ -317,7 +323,7 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
                  only once: pass --num-dbs N instead"
             );
         }
-        let it = input.batches(batch_size, Arc::default(), rt.clone());
+        let it = input.batches(batch_size, Arc::default(), Default::default(), rt.clone());
         let counted = tokio::task::spawn_blocking(move || {
             it.map(|b| b.map(|b| b.num_rows() as u64))
                 .sum::<std::result::Result<u64, _>>()
@@ -379,11 +385,23 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
 
     // Decoding runs on a thread of its own, two batches ahead of the writer.
     let (tx, rx) = tokio::sync::mpsc::channel(2);
-    let batches = input.batches(batch_size, bytes, rt);
+    let starts = crate::input::PartStarts::default();
+    let batches = input.batches(batch_size, bytes, starts.clone(), rt);
     let key_col = args.key_col.clone();
+    let at_starts = starts.clone();
     let reader = std::thread::spawn(move || {
+        let mut seen = 0u64;
         for b in batches {
-            let b = b.and_then(|b| key_column_for(b, &key_col, enc));
+            let b = b.and_then(|b| {
+                let first = seen;
+                seen += b.num_rows() as u64;
+                key_column_for(b, &key_col, enc, |i| {
+                    match at_starts.locate(first + i as u64) {
+                        Some((file, row)) => format!("{file}, row {row}"),
+                        None => format!("input row {}", first + i as u64),
+                    }
+                })
+            });
             if tx.blocking_send(b).is_err() {
                 break;
             }
@@ -408,7 +426,10 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
             .await
     };
     let _ = reader.join();
-    let result = result?;
+    let result = result.map_err(|e| match e.input_row().and_then(|r| starts.locate(r)) {
+        Some((file, row)) => anyhow::Error::new(e).context(format!("{file}, row {row}")),
+        None => anyhow::Error::new(e),
+    })?;
     if let Some(p) = &progress {
         p.bar.finish_and_clear();
     }

@@ -165,6 +165,7 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     manifest_ref: Option<String>,
+    input_row: Option<u64>,
     #[source]
     source: Option<BoxError>,
 }
@@ -176,6 +177,7 @@ impl Error {
             kind,
             message: message.into(),
             manifest_ref: None,
+            input_row: None,
             source: None,
         }
     }
@@ -213,6 +215,20 @@ impl Error {
         self
     }
 
+    /// Attach the 0-based number of the input row (in the order the write consumed its input)
+    /// that caused this error, so a caller that fed several files can name the file and line.
+    #[must_use]
+    pub fn with_input_row(mut self, row: u64) -> Self {
+        self.input_row = Some(row);
+        self
+    }
+
+    /// The input row that caused this error, when a write could tell (see
+    /// [`Error::with_input_row`]).
+    pub fn input_row(&self) -> Option<u64> {
+        self.input_row
+    }
+
     /// The coarse kind.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -240,6 +256,7 @@ impl Error {
             kind: self.kind,
             message: self.message.clone(),
             manifest_ref: self.manifest_ref.clone(),
+            input_row: self.input_row,
             source: self.source.as_ref().map(|s| BoxError::from(s.to_string())),
         }
     }

@@ -1123,6 +1123,43 @@ fn streaming_inputs_parts_stdin_and_types() {
         "{e}"
     );
     assert!(!dir.join("snap-typo").join("_CURRENT").exists());
+
+    // Bad rows are named by file and row: a null key (found by the writer) and a key that does
+    // not fit the key encoding (found by the key cast), each in the second of two parts.
+    let jparts = dir.join("jparts");
+    std::fs::create_dir_all(&jparts).unwrap();
+    std::fs::write(
+        jparts.join("a.jsonl"),
+        "{\"id\": 1, \"v\": \"a\"}\n{\"id\": 2, \"v\": \"b\"}\n",
+    )
+    .unwrap();
+    for (second, want) in [
+        (
+            "{\"id\": 3, \"v\": \"c\"}\n{\"id\": null, \"v\": \"d\"}\n",
+            "null",
+        ),
+        (
+            "{\"id\": \"3\", \"v\": \"c\"}\n{\"id\": \"x\", \"v\": \"d\"}\n",
+            "u64be",
+        ),
+    ] {
+        std::fs::write(jparts.join("b.jsonl"), second).unwrap();
+        let e = err_json(
+            &mut write(
+                jparts.to_str().unwrap(),
+                &dir.join("snap-bad-row"),
+                &["--value-col", "v", "--num-dbs", "2"],
+            ),
+            1,
+        );
+        let msg = e["error"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!("{}, row 2", jparts.join("b.jsonl").display()))
+                && msg.contains(want),
+            "{e}"
+        );
+        assert!(!dir.join("snap-bad-row").join("_CURRENT").exists());
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -340,13 +340,7 @@ async fn feed_batch(
         _ => None,
     };
     let mut scratch = Vec::new();
-    let row_err = |row: usize, e: Error| {
-        Error::new(
-            e.kind(),
-            format!("input row {}: {}", base + row as u64, e.message()),
-        )
-        .with_source(e)
-    };
+    let row_err = |row: usize, e: Error| super::at_row(e, base + row as u64);
     let hash = router.as_hash();
     let key_nulls = key_array.null_count() > 0;
     let value_nulls = match &layout.value {
@@ -355,10 +349,10 @@ async fn feed_batch(
     };
     for row in 0..batch.num_rows() {
         if key_nulls && key_array.is_null(row) {
-            return Err(Error::config(format!(
-                "input row {}: key column {key_col:?} is null",
-                base + row as u64
-            )));
+            return Err(row_err(
+                row,
+                Error::config(format!("key column {key_col:?} is null")),
+            ));
         }
         let key = keys.key(row).map_err(|e| row_err(row, e))?;
         let value: &[u8] = match (&layout.value, &bytes) {

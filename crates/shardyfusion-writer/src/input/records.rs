@@ -141,9 +141,14 @@ impl ShardedWriter {
     {
         self.run(plan, DEFAULT_KEY_COL, options, async |session, router| {
             let mut records = std::pin::pin!(records);
+            let mut row = 0u64;
             while let Some(item) = records.next().await {
-                let record = extract(&item?)?;
-                let db_id = router.route(record.key.as_key_ref(), record.columns.as_ref())?;
+                let at = |e| super::at_row(e, row);
+                let record = item.and_then(|item| extract(&item)).map_err(at)?;
+                let db_id = router
+                    .route(record.key.as_key_ref(), record.columns.as_ref())
+                    .map_err(at)?;
+                row += 1;
                 session
                     .push(db_id, record.key.as_key_ref(), record.value.as_ref())
                     .await?;
