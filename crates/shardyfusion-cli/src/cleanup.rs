@@ -65,9 +65,8 @@ async fn list_all(store: &dyn ObjectStore, prefix: &Path) -> Result<Vec<Path>> {
 }
 
 async fn delete(store: &dyn ObjectStore, keys: &[Path]) -> Result<()> {
-    for k in keys {
-        store.delete(k).await?;
-    }
+    let keys = futures::stream::iter(keys.iter().cloned().map(Ok).collect::<Vec<_>>());
+    shardyfusion::storage::delete_objects(store, futures::StreamExt::boxed(keys)).await?;
     Ok(())
 }
 

@@ -24,10 +24,12 @@
 #![deny(missing_docs)]
 
 mod credentials;
+mod delete;
 mod fault;
 mod resolve;
 mod retry;
 
+pub use delete::{delete_objects, delete_prefix};
 pub use fault::{
     CountingStore, FaultInjectingStore, FaultRule, Faults, Gate, GatedStore, InjectedFault, Op,
     RequestCounts,

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
 use shardyfusion_core::{
     Error, ErrorKind, FORMAT_VERSION, ManifestSharding, ManifestStore, MetricEvent, MetricValue,
     MetricsCollector, PublishObserver, RequiredBuildMeta, RequiredShardMeta, Result, RoutingValue,
@@ -214,21 +213,8 @@ async fn delete_prefix(resolver: &StorageResolver, url: &str) {
     let Ok(loc) = resolver.resolve(url) else {
         return;
     };
-    let listing = loc
-        .store
-        .list(Some(&loc.path))
-        .map(|m| m.map(|m| m.location))
-        .boxed();
-    let mut deleted = loc.store.delete_stream(listing);
-    let mut n = 0u64;
-    while let Some(r) = deleted.next().await {
-        match r {
-            Ok(_) => n += 1,
-            Err(e) => {
-                tracing::warn!(url, error = %e, "cleanup of a failed attempt stopped");
-                return;
-            }
-        }
+    match shardyfusion_storage::delete_prefix(loc.store.as_ref(), &loc.path).await {
+        Ok(n) => tracing::info!(url, objects = n, "deleted a failed shard attempt"),
+        Err(e) => tracing::warn!(url, error = %e, "cleanup of a failed attempt stopped"),
     }
-    tracing::info!(url, objects = n, "deleted a failed shard attempt");
 }
