@@ -411,6 +411,9 @@ impl WriteConfigBuilder {
     }
 }
 
+/// Default [`WriteOptions::max_total_batched_bytes`]: 64 MiB buffered across all shards.
+pub const DEFAULT_MAX_TOTAL_BATCHED_BYTES: usize = 64 << 20;
+
 /// Per-call options of a write. Build with [`WriteOptions::builder`]; the defaults are the
 /// specification's.
 #[derive(Debug, Clone, PartialEq)]
@@ -428,11 +431,13 @@ pub struct WriteOptions {
     pub max_writes_per_second: Option<f64>,
     /// Key+value bytes per second per shard attempt.
     pub max_write_bytes_per_second: Option<f64>,
-    /// Cap on buffered rows across shards (sequential mode).
+    /// Cap on rows buffered across shards before they go to their shards (default none: each
+    /// shard buffers up to `batch_size` rows). Each shard gets an equal share.
     pub max_total_batched_items: Option<usize>,
-    /// Cap on bytes buffered across shards before they go to their shards (the largest buffer
-    /// goes first; default none). Every shard of a write fills a buffer of up to `batch_size`
-    /// rows at once, so without a cap that memory grows with the shard count.
+    /// Cap on bytes buffered across shards before they go to their shards (default
+    /// [`DEFAULT_MAX_TOTAL_BATCHED_BYTES`]; each shard gets an equal share, at least 64 KiB).
+    /// Every shard of a write fills its buffer at once, so without a cap that memory grows
+    /// with the shard count (64 shards × 50,000 rows of 108 bytes is 345 MB).
     pub max_total_batched_bytes: Option<usize>,
     /// Sort each shard's rows by logical key before writing.
     pub sort_within_partitions: bool,
@@ -470,7 +475,7 @@ impl Default for WriteOptions {
             max_writes_per_second: None,
             max_write_bytes_per_second: None,
             max_total_batched_items: None,
-            max_total_batched_bytes: None,
+            max_total_batched_bytes: Some(DEFAULT_MAX_TOTAL_BATCHED_BYTES),
             sort_within_partitions: false,
             verify_routing: true,
             shard_id_col: "_shard_id".to_owned(),

@@ -55,8 +55,8 @@ mod time;
 mod trust;
 
 pub use config::{
-    DEFAULT_BATCH_SIZE, DuplicateKeys, OutputOptions, RetryConfig, WriteConfig, WriteConfigBuilder,
-    WriteOptions, WriteOptionsBuilder,
+    DEFAULT_BATCH_SIZE, DEFAULT_MAX_TOTAL_BATCHED_BYTES, DuplicateKeys, OutputOptions, RetryConfig,
+    WriteConfig, WriteConfigBuilder, WriteOptions, WriteOptionsBuilder,
 };
 pub use credentials::{
     AddressingStyle, CredentialProvider, EnvCredentialProvider, EnvLookup, S3ConnectionOptions,

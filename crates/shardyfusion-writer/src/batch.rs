@@ -175,19 +175,29 @@ impl KvBatch {
     }
 
     /// The pairs as shared slices, in the batch's order: values slice the batch's buffer (no
-    /// copy), keys a buffer of the batch's keys.
+    /// copy), keys small buffers of 64 keys each.
     pub fn into_shared(self) -> impl ExactSizeIterator<Item = (Bytes, Bytes)> {
-        // Keys get a buffer of their own (one copy of a few bytes per row): SlateDB keeps the
+        // Keys get buffers of their own (one copy of a few bytes per row): SlateDB keeps the
         // first and last key of every SST it writes until the database closes, and a key sliced
-        // from the batch buffer would keep every value of the batch in memory with it.
-        let mut keys = Vec::with_capacity(self.entries.iter().map(|e| e.key_len as usize).sum());
-        for e in &self.entries {
-            keys.extend_from_slice(e.key(&self.data));
-        }
-        let keys = Bytes::from(keys);
+        // from the batch buffer would keep every value of the batch in memory with it. Small
+        // chunks, not one buffer of all keys: a build writes thousands of SSTs, and each would
+        // keep a whole batch's keys otherwise.
         let data = Bytes::from(self.data);
+        let mut keys = Bytes::new();
         let mut at = 0usize;
-        self.entries.into_iter().map(move |e| {
+        let entries = self.entries;
+        let n = entries.len();
+        (0..n).map(move |i| {
+            if i % KEYS_PER_CHUNK == 0 {
+                let chunk = &entries[i..(i + KEYS_PER_CHUNK).min(n)];
+                let mut buf = Vec::with_capacity(chunk.iter().map(|e| e.key_len as usize).sum());
+                for e in chunk {
+                    buf.extend_from_slice(e.key(&data));
+                }
+                keys = Bytes::from(buf);
+                at = 0;
+            }
+            let e = &entries[i];
             let k = at..at + e.key_len as usize;
             at = k.end;
             let start = e.off + e.key_len as usize;
@@ -198,6 +208,9 @@ impl KvBatch {
         })
     }
 }
+
+/// Keys per key buffer of [`KvBatch::into_shared`].
+const KEYS_PER_CHUNK: usize = 64;
 
 #[cfg(test)]
 mod tests {

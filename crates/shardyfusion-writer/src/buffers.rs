@@ -1,28 +1,39 @@
-//! Per-shard batch buffers: rows are encoded straight into the buffer of their shard, with
-//! global item and byte totals for the caps that flush the largest buffer first.
+//! Per-shard batch buffers: rows are encoded straight into the buffer of their shard; a buffer
+//! goes to its shard when it holds `batch_size` rows or its share of the global caps.
 
 use shardyfusion_core::{KeyEncoding, KeyRef, Result, WriteOptions};
 
 use crate::shard::Batch;
 
-/// Per-shard row buffers with global totals.
+/// The smallest per-shard byte share of `max_total_batched_bytes` (many shards, small cap).
+const MIN_BYTE_SHARE: usize = 64 << 10;
+
+/// Per-shard row buffers. Every shard of a write fills its buffer at the same time (hash
+/// routing spreads rows evenly), so each gets an equal share of the global caps: the total
+/// stays under them with an O(1) check per row, whatever the shard count.
 pub(crate) struct Buffers {
-    batch_size: usize,
     pub(crate) bufs: Vec<Batch>,
     /// Bytes of each shard's previous batch: the next one reserves that much up front.
     last_bytes: Vec<usize>,
-    total_items: usize,
-    total_bytes: usize,
+    /// Rows and bytes at which a shard's buffer goes to its shard.
+    row_share: usize,
+    byte_share: usize,
 }
 
 impl Buffers {
-    pub(crate) fn new(n: usize, batch_size: usize) -> Self {
+    pub(crate) fn new(n: usize, batch_size: usize, options: &WriteOptions) -> Self {
+        let n_shards = n.max(1);
+        let row_share = options
+            .max_total_batched_items
+            .map_or(batch_size, |c| (c / n_shards).clamp(1, batch_size));
+        let byte_share = options
+            .max_total_batched_bytes
+            .map_or(usize::MAX, |c| (c / n_shards).max(MIN_BYTE_SHARE));
         Buffers {
-            batch_size,
             bufs: (0..n).map(|_| Batch::default()).collect(),
             last_bytes: vec![0; n],
-            total_items: 0,
-            total_bytes: 0,
+            row_share: row_share.max(1),
+            byte_share,
         }
     }
 
@@ -37,37 +48,21 @@ impl Buffers {
         let buf = &mut self.bufs[i];
         if buf.row_capacity() == 0 {
             // One allocation per batch instead of repeated doubling.
-            *buf = Batch::with_capacity(self.batch_size.min(65_536), self.last_bytes[i]);
+            *buf = Batch::with_capacity(self.row_share.min(65_536), self.last_bytes[i]);
         }
-        let before = buf.bytes();
-        buf.push_encoded(|out| encoding.encode_into(key, out), value)?;
-        self.total_items += 1;
-        self.total_bytes += buf.bytes() - before;
-        Ok(())
+        buf.push_encoded(|out| encoding.encode_into(key, out), value)
+    }
+
+    /// Whether shard `i`'s buffer is due to go to its shard.
+    pub(crate) fn full(&self, i: usize) -> bool {
+        let b = &self.bufs[i];
+        b.len() >= self.row_share || b.bytes() >= self.byte_share
     }
 
     pub(crate) fn take(&mut self, i: usize) -> Batch {
-        self.total_items -= self.bufs[i].len();
-        self.total_bytes -= self.bufs[i].bytes();
         if !self.bufs[i].is_empty() {
             self.last_bytes[i] = self.bufs[i].bytes();
         }
         std::mem::take(&mut self.bufs[i])
-    }
-
-    /// The shard to flush when a global cap is exceeded: the largest buffer (bytes, then items).
-    pub(crate) fn over_cap(&self, options: &WriteOptions) -> Option<usize> {
-        let over = options
-            .max_total_batched_items
-            .is_some_and(|c| self.total_items > c)
-            || options
-                .max_total_batched_bytes
-                .is_some_and(|c| self.total_bytes > c);
-        if !over {
-            return None; // the common case: no scan of every shard's buffer per row
-        }
-        let largest =
-            (0..self.bufs.len()).max_by_key(|&i| (self.bufs[i].bytes(), self.bufs[i].len()))?;
-        (!self.bufs[largest].is_empty()).then_some(largest)
     }
 }

@@ -23,7 +23,7 @@ impl<'a> Session<'a> {
     pub(crate) fn new(ctx: &'a ShardCtx, encoding: KeyEncoding, options: &'a WriteOptions) -> Self {
         let n = ctx.num_dbs as usize;
         Session {
-            buffers: Buffers::new(n, ctx.batch_size),
+            buffers: Buffers::new(n, ctx.batch_size, options),
             stats: vec![ShardStats::default(); n],
             out: Dispatcher::new(ctx, options),
             encoding,
@@ -56,13 +56,8 @@ impl<'a> Session<'a> {
         if self.options.sort_within_partitions {
             return Ok(()); // whole shards are sorted and written at the end
         }
-        if self.buffers.bufs[i].len() >= self.out.ctx.batch_size {
+        if self.buffers.full(i) {
             self.out.dispatch(i, self.buffers.take(i)).await?;
-        }
-        while let Some(largest) = self.buffers.over_cap(self.options) {
-            self.out
-                .dispatch(largest, self.buffers.take(largest))
-                .await?;
         }
         Ok(())
     }
