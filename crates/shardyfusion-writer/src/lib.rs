@@ -49,6 +49,7 @@
 mod adapter;
 mod batch;
 mod buffers;
+mod compact;
 mod dispatch;
 mod input;
 mod publish;

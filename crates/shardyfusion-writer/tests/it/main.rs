@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod compaction;
 mod failures;
 mod hygiene;
 mod roundtrip;

@@ -465,8 +465,11 @@ async fn python_slatedb_and_sqlite3_read_a_rust_snapshot() {
         .build()
         .unwrap();
     let keys: Vec<i64> = (0..600).collect();
+    // Small memtables: each shard flushes more than four L0 SSTs and is compacted into one sorted
+    // run at close, so Python reads compacted shards.
     let r = ShardedWriter::new(config)
         .unwrap()
+        .with_slatedb_options(crate::compaction::tiny_memtables())
         .write(
             &keys,
             |k| Key::Int(**k),
