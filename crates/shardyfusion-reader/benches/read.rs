@@ -7,6 +7,9 @@
 //! * `multi_get` — one `multi_get` of 1,000 random keys vs. a loop of 1,000 gets;
 //! * `refresh` — refresh to a new snapshot of 8 and of 256 shards;
 //! * `cold_get_requests` — object-store requests per first get of a key after open.
+//!
+//! `probe <prefix> <rows>` measures cold-get requests and hot-get latency on a snapshot the
+//! scale bench wrote (`cargo xtask bench --scale` compares a 20 M-row and a 1 M-row build).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
@@ -67,11 +70,72 @@ fn write(
     });
 }
 
+/// Key `i` of the scale bench's dataset (`shardyfusion-writer/benches/scale.rs`).
+fn scale_key(i: u64) -> i64 {
+    (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 1) as i64
+}
+
+/// `probe <prefix> <rows>`: requests per cold get and mean hot get latency on an existing
+/// snapshot written by the scale bench (keys `scale_key(0..rows)`).
+fn probe(prefix: &str, rows: u64) {
+    let counter = Arc::new(RequestCounts::default());
+    let resolver = StorageResolver::builder()
+        .count_requests(counter.clone())
+        .build();
+    let store: Arc<dyn ManifestStore> =
+        Arc::new(ObjectStoreManifestStore::new(prefix, resolver.clone()).unwrap());
+    let factory = SlateDbReaderFactory::new(resolver.clone(), CACHE);
+    let reader = ConcurrentShardedReader::open(
+        store,
+        ReaderOptions::default()
+            .with_storage(resolver.clone())
+            .with_factory(Arc::new(factory)),
+        ConcurrentOptions::default(),
+    )
+    .unwrap();
+    for _ in 0..100 {
+        counter.reset();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if counter.total() == 0 {
+            break;
+        }
+    }
+    let mut seed = 0x0bad_cafe_1234_5678u64;
+    let cold = 200;
+    counter.reset();
+    for _ in 0..cold {
+        let k = scale_key(xorshift(&mut seed) % rows);
+        assert!(reader.get(KeyRef::Int(k)).unwrap().is_some(), "key {k}");
+    }
+    println!(
+        "METRIC probe_cold_get_requests {:.3}",
+        counter.total() as f64 / f64::from(cold)
+    );
+    let keys: Vec<i64> = (0..20_000)
+        .map(|_| scale_key(xorshift(&mut seed) % rows))
+        .collect();
+    let pass = || {
+        let start = Instant::now();
+        for k in &keys {
+            std::hint::black_box(reader.get(KeyRef::Int(*k)).unwrap());
+        }
+        start.elapsed().as_secs_f64() / keys.len() as f64
+    };
+    pass();
+    let best = (0..8).map(|_| pass()).fold(f64::MAX, f64::min);
+    println!("METRIC probe_hot_get_us {:.2}", best * 1e6);
+    reader.close();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
+    if args.first().map(String::as_str) == Some("probe") {
+        probe(&args[1], args[2].parse().unwrap());
+        return;
+    }
     let n: i64 = args
         .first()
         .and_then(|s| s.parse().ok())

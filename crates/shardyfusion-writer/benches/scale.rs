@@ -7,7 +7,9 @@
 //! `… -- write <dir> <out>` streams it (a reader thread decodes the parts two batches ahead of
 //! the writer, as `shardy write` does) and prints `RESULT scale_write rows seconds rows_per_s
 //! peak_rss_mib`. `cargo xtask bench --scale` runs both at 2 M and 20 M rows, and `shardy write`
-//! on the same parts.
+//! on the same parts. Environment: `SCALE_BUDGET_MIB` (memtable budget), `SCALE_NO_COMPACT`
+//! (shards left as L0 SSTs), `SCALE_KEEP` (keep the snapshot), `SCALE_NULL` (shards that drop
+//! every batch).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
@@ -63,45 +65,6 @@ fn generate(rows: u64, dir: &str) {
         }
         part += 1;
         start = end;
-    }
-}
-
-/// Shards that drop every batch (to tell the writer's memory from SlateDB's).
-#[derive(Debug)]
-struct NullFactory;
-struct Null;
-
-#[async_trait::async_trait]
-impl shardyfusion_writer::AdapterFactory for NullFactory {
-    async fn open(
-        &self,
-        _: &str,
-        _: &std::path::Path,
-        _: u32,
-    ) -> shardyfusion_core::Result<Box<dyn shardyfusion_writer::ShardAdapter>> {
-        Ok(Box::new(Null))
-    }
-}
-
-#[async_trait::async_trait]
-impl shardyfusion_writer::ShardAdapter for Null {
-    async fn write_batch(
-        &mut self,
-        _: shardyfusion_writer::KvBatch,
-    ) -> shardyfusion_core::Result<()> {
-        Ok(())
-    }
-    async fn flush(&mut self) -> shardyfusion_core::Result<()> {
-        Ok(())
-    }
-    async fn seal(&mut self) -> shardyfusion_core::Result<()> {
-        Ok(())
-    }
-    fn db_bytes(&self) -> u64 {
-        0
-    }
-    async fn close(&mut self) -> shardyfusion_core::Result<()> {
-        Ok(())
     }
 }
 
@@ -161,12 +124,15 @@ fn write(dir: &str, out: &str) {
         {
             slate = slate.with_memtable_budget(Some(mib << 20));
         }
+        if std::env::var("SCALE_NO_COMPACT").is_ok() {
+            slate = slate.with_compaction(false);
+        }
         let mut w = ShardedWriter::new(config)
             .unwrap()
             .with_run_registry(false)
             .with_slatedb_options(slate);
         if std::env::var("SCALE_NULL").is_ok() {
-            w = w.with_adapter_factory(Arc::new(NullFactory));
+            w = w.with_adapter_factory(Arc::new(common::NullFactory));
         }
         let r = w
             .write_arrow_stream(
@@ -186,7 +152,9 @@ fn write(dir: &str, out: &str) {
         rows as f64 / secs,
         common::peak_rss_mib()
     );
-    let _ = std::fs::remove_dir_all(out);
+    if std::env::var("SCALE_KEEP").is_err() {
+        let _ = std::fs::remove_dir_all(out);
+    }
 }
 
 fn main() {

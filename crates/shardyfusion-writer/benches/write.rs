@@ -9,6 +9,11 @@
 //! * `writer_arrow` — the same rows as resident Arrow batches of 8,192 rows (Int64 keys, a
 //!   binary value column, built before the clock starts, as `writer`'s rows are) through the
 //!   one-pass columnar `write_arrow`;
+//! * `rowwise_arrow` — the same batches a row at a time (a column lookup by name, a `Key` and a
+//!   value copy per row, as the writer worked before it was columnar): the reference for
+//!   `writer_arrow`;
+//! * `writer_arrow_null`, `rowwise_arrow_null` — both with shards that drop their rows (the
+//!   writer's own cost, without SlateDB's memtable inserts);
 //! * `put_loop` — one SlateDB database with default settings, one `put` per row;
 //! * `bulk_single` — one SlateDB database tuned by hand for a bulk load (no WAL, no compaction,
 //!   keys sorted, 50 000-row batches, one memtable flush at the end);
@@ -76,7 +81,8 @@ fn arrow_batches(data: &[(u64, Vec<u8>)]) -> Vec<RecordBatch> {
         .collect()
 }
 
-async fn writer_arrow(batches: &[RecordBatch], dir: &str) {
+/// `writer_arrow`, or with `null` shards that drop their rows (the writer side alone).
+async fn writer_arrow(batches: &[RecordBatch], dir: &str, null: bool) {
     let resolver = StorageResolver::default();
     let store: Arc<dyn ManifestStore> =
         Arc::new(ObjectStoreManifestStore::new(dir, resolver.clone()).unwrap());
@@ -86,9 +92,11 @@ async fn writer_arrow(batches: &[RecordBatch], dir: &str) {
         .build()
         .unwrap();
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let r = ShardedWriter::new(config)
-        .unwrap()
-        .with_run_registry(false)
+    let mut w = ShardedWriter::new(config).unwrap().with_run_registry(false);
+    if null {
+        w = w.with_adapter_factory(Arc::new(common::NullFactory));
+    }
+    let r = w
         .write_arrow(
             batches
                 .iter()
@@ -96,6 +104,47 @@ async fn writer_arrow(batches: &[RecordBatch], dir: &str) {
                 .map(Ok::<_, std::convert::Infallible>),
             "id",
             &ValueSpec::BinaryColumn("payload".into()),
+            &WriteOptions::builder().parallel(true).build().unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.stats.rows_written, rows as u64);
+}
+
+/// The reference for the columnar path: the same batches consumed a row at a time, as the
+/// writer did before it was columnar (columns looked up by name for every row, a `Key` and an
+/// owned copy of the value per row), through the record API.
+async fn rowwise_arrow(batches: &[RecordBatch], dir: &str, null: bool) {
+    let resolver = StorageResolver::default();
+    let store: Arc<dyn ManifestStore> =
+        Arc::new(ObjectStoreManifestStore::new(dir, resolver.clone()).unwrap());
+    let config = WriteConfig::builder(dir)
+        .num_dbs(8)
+        .manifest_store(store)
+        .build()
+        .unwrap();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut w = ShardedWriter::new(config).unwrap().with_run_registry(false);
+    if null {
+        w = w.with_adapter_factory(Arc::new(common::NullFactory));
+    }
+    let items = batches
+        .iter()
+        .flat_map(|b| (0..b.num_rows()).map(move |i| Ok((b, i))));
+    let r = w
+        .write_records(
+            items,
+            |&(b, i): &(&RecordBatch, usize)| {
+                let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+                let key = col("id");
+                let key = key.as_any().downcast_ref::<Int64Array>().unwrap().value(i);
+                let value = col("payload");
+                let value = value.as_any().downcast_ref::<BinaryArray>().unwrap();
+                Ok(shardyfusion_writer::Record::new(
+                    Key::Int(key),
+                    value.value(i).to_vec(),
+                ))
+            },
             &WriteOptions::builder().parallel(true).build().unwrap(),
         )
         .await
@@ -162,7 +211,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let data = rows(n);
-    let batches = if scenario == "writer_arrow" {
+    let batches = if scenario.contains("arrow") {
         arrow_batches(&data)
     } else {
         Vec::new()
@@ -230,7 +279,10 @@ fn main() {
                     .unwrap();
                 writer(&data, &dir, o, s).await
             }
-            "writer_arrow" => writer_arrow(&batches, &dir).await,
+            "writer_arrow" => writer_arrow(&batches, &dir, false).await,
+            "writer_arrow_null" => writer_arrow(&batches, &dir, true).await,
+            "rowwise_arrow" => rowwise_arrow(&batches, &dir, false).await,
+            "rowwise_arrow_null" => rowwise_arrow(&batches, &dir, true).await,
             "put_loop" => put_loop(&data, &dir).await,
             "baseline" => {} // the input rows alone: the RSS floor every scenario starts from
             "bulk_single" => bulk_single(&data, &dir).await,
