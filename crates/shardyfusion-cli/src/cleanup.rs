@@ -241,7 +241,10 @@ pub(crate) async fn run(ctx: &Ctx, args: &CleanupArgs) -> Result<ExitCode> {
             if protected.contains(&id) {
                 continue;
             }
-            let keys = list_all(store, &dir).await?;
+            let mut keys = list_all(store, &dir).await?;
+            // The run's attempt claims (the writer deletes them when a build ends; a killed
+            // build leaves them).
+            keys.extend(list_all(store, &loc.child(&["_claims", &format!("run_id={id}")])).await?);
             if !args.dry_run {
                 delete(store, &keys).await?;
                 total_objects += keys.len();

@@ -51,6 +51,7 @@ mod batch;
 mod buffers;
 mod compact;
 mod dispatch;
+mod engine;
 mod input;
 mod publish;
 mod ratelimit;
@@ -67,6 +68,7 @@ pub use adapter::{
     SlateDbOptions,
 };
 pub use batch::KvBatch;
+pub use engine::{Build, BuildPlan, WRITER_VERSION};
 pub use input::{Record, ValueFn, ValueSpec};
 pub use ratelimit::{LimiterType, TokenBucket};
 pub use result::{BuildDurations, BuildResult, BuildStats, ShardResult};

@@ -195,3 +195,37 @@ pub(crate) fn plan(
         )),
     }
 }
+
+/// The routing of a build whose shard count and routing values were fixed beforehand (an
+/// engine task rebuilding its driver's plan).
+pub(crate) fn fixed(
+    config: &WriteConfig,
+    num_dbs: u32,
+    routing_values: Option<Vec<RoutingValue>>,
+) -> Result<Plan> {
+    let spec: &ShardingSpec = config.sharding();
+    let router = match spec.strategy {
+        ShardingStrategy::Hash => Router::Hash(HashRouter::new(num_dbs)?),
+        #[cfg(feature = "cel")]
+        ShardingStrategy::Cel => {
+            use shardyfusion_cel::CelRouter;
+            let expr = cel_expression(spec)?;
+            match &routing_values {
+                Some(values) => Router::Cel(CelRouter::categorical(expr, values)?),
+                None => Router::Cel(CelRouter::direct(expr, Some(num_dbs))),
+            }
+        }
+        #[cfg(not(feature = "cel"))]
+        ShardingStrategy::Cel => {
+            return Err(Error::config(
+                "CEL sharding needs the `cel` feature of shardyfusion-writer",
+            ));
+        }
+    };
+    Ok(Plan {
+        router,
+        num_dbs,
+        routing_values,
+        sharding_ms: 0,
+    })
+}

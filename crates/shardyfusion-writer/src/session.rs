@@ -17,11 +17,27 @@ pub(crate) struct Session<'a> {
     options: &'a WriteOptions,
     /// Whether this write's keys are integers (fixed by its first row).
     integer_keys: Option<bool>,
+    /// The shards an engine partition may write (`None`: all).
+    owned: Option<Vec<bool>>,
 }
 
 impl<'a> Session<'a> {
-    pub(crate) fn new(ctx: &'a ShardCtx, encoding: KeyEncoding, options: &'a WriteOptions) -> Self {
+    pub(crate) fn new(
+        ctx: &'a ShardCtx,
+        encoding: KeyEncoding,
+        options: &'a WriteOptions,
+        owned: Option<&[u32]>,
+    ) -> Self {
         let n = ctx.num_dbs as usize;
+        let owned = owned.map(|ids| {
+            let mut mask = vec![false; n];
+            for &i in ids {
+                if let Some(m) = mask.get_mut(i as usize) {
+                    *m = true;
+                }
+            }
+            mask
+        });
         Session {
             buffers: Buffers::new(n, ctx.batch_size, options),
             stats: vec![ShardStats::default(); n],
@@ -29,6 +45,7 @@ impl<'a> Session<'a> {
             encoding,
             options,
             integer_keys: None,
+            owned,
         }
     }
 
@@ -42,6 +59,17 @@ impl<'a> Session<'a> {
                 format!(
                     "routing produced db_id {db_id} outside [0, {})",
                     self.stats.len()
+                ),
+            ));
+        }
+        if let Some(owned) = &self.owned
+            && !owned[i]
+        {
+            return Err(Error::new(
+                ErrorKind::ShardAssignment,
+                format!(
+                    "key {key} routes to shard {db_id}, which this partition does not write: \
+                     partition the input by shard (route_batch) so each task gets whole shards"
                 ),
             ));
         }

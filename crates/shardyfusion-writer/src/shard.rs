@@ -11,6 +11,9 @@ use shardyfusion_core::{
     MetricsCollector, Result, RetryConfig, shard_attempt_url,
 };
 
+use shardyfusion_storage::StorageResolver;
+use shardyfusion_storage::object_store::{PutMode, PutOptions};
+
 use crate::adapter::{AdapterFactory, ShardAdapter};
 use crate::ratelimit::{LimiterType, TokenBucket};
 
@@ -20,6 +23,8 @@ pub(crate) use crate::batch::KvBatch as Batch;
 #[derive(Clone)]
 pub(crate) struct ShardCtx {
     pub(crate) factory: Arc<dyn AdapterFactory>,
+    /// Reaches the attempt claims.
+    pub(crate) resolver: StorageResolver,
     pub(crate) s3_prefix: String,
     pub(crate) shard_prefix: String,
     pub(crate) run_id: String,
@@ -68,6 +73,30 @@ impl ShardCtx {
             .join(format!("attempt={attempt:02}"))
     }
 
+    /// Claim attempt `attempt` of shard `db_id` for this process: a create-only object under
+    /// the run's claims, so that two runs of one engine task (a retry, a speculative
+    /// duplicate) never open the same attempt URL. `false`: someone else holds it.
+    async fn claim(&self, db_id: u32, attempt: u32) -> Result<bool> {
+        let url = format!(
+            "{}/{db_id:05}.{attempt:02}",
+            claims_url(&self.s3_prefix, &self.run_id)
+        );
+        let loc = self.resolver.resolve(&url)?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match loc.store.put_opts(&loc.path, Vec::new().into(), opts).await {
+            Ok(_) => Ok(true),
+            Err(shardyfusion_storage::object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(Error::new(
+                ErrorKind::ShardWrite,
+                format!("claiming attempt {attempt} of shard {db_id} at {url}: {e}"),
+            )
+            .with_source(e)),
+        }
+    }
+
     pub(crate) fn spool_path(&self, db_id: u32) -> PathBuf {
         self.local_root
             .join(format!("run_id={}", self.run_id))
@@ -101,6 +130,33 @@ pub struct ShardResult {
     pub duplicate_keys: u64,
     /// URLs of every attempt made (winner included).
     pub attempt_urls: Vec<String>,
+    /// The version of the writer that wrote it (a commit refuses results of another version).
+    pub writer_version: String,
+}
+
+/// Where a run's attempt claims live: `<prefix>/_claims/run_id=<run_id>`.
+pub(crate) fn claims_url(s3_prefix: &str, run_id: &str) -> String {
+    format!(
+        "{}/_claims/run_id={run_id}",
+        s3_prefix.trim_end_matches('/')
+    )
+}
+
+/// Delete a finished run's attempt claims (best effort).
+pub(crate) async fn release_claims(
+    resolver: &StorageResolver,
+    config: &shardyfusion_core::WriteConfig,
+    run_id: &str,
+) {
+    let Ok(prefix) = resolver.resolve(config.s3_prefix()) else {
+        return;
+    };
+    let Ok(loc) = resolver.resolve(&claims_url(&prefix.url, run_id)) else {
+        return;
+    };
+    if let Err(e) = shardyfusion_storage::delete_prefix(loc.store.as_ref(), &loc.path).await {
+        tracing::warn!(run_id, error = %e, "deleting the run's attempt claims failed");
+    }
 }
 
 /// Row count and min/max logical key of a shard.
@@ -224,6 +280,8 @@ pub(crate) struct ShardSink {
     ctx: ShardCtx,
     db_id: u32,
     attempt: u32,
+    /// Attempts made so far (attempt numbers may skip numbers other tasks claimed).
+    tries: u32,
     adapter: Option<Box<dyn ShardAdapter>>,
     attempt_started: Option<Instant>,
     ops: Option<TokenBucket>,
@@ -242,6 +300,7 @@ impl ShardSink {
             ctx,
             db_id,
             attempt: 0,
+            tries: 0,
             adapter: None,
             attempt_started: None,
             ops: None,
@@ -266,6 +325,9 @@ impl ShardSink {
     }
 
     async fn open_attempt(&mut self) -> Result<()> {
+        while !self.ctx.claim(self.db_id, self.attempt).await? {
+            self.attempt += 1;
+        }
         let url = self.ctx.url(self.db_id, self.attempt);
         let dir = self.ctx.local_dir(self.db_id, self.attempt);
         tokio::fs::create_dir_all(&dir)
@@ -410,6 +472,7 @@ impl ShardSink {
             duration_ms,
             duplicate_keys: self.duplicates,
             attempt_urls: self.attempt_urls.clone(),
+            writer_version: crate::engine::WRITER_VERSION.to_owned(),
         })
     }
 
@@ -429,6 +492,7 @@ impl ShardSink {
                 duration_ms: 0,
                 duplicate_keys: 0,
                 attempt_urls: Vec::new(),
+                writer_version: crate::engine::WRITER_VERSION.to_owned(),
             });
         }
         if self.failed.is_none() {
@@ -447,20 +511,20 @@ impl ShardSink {
             if self.ctx.given_up.load(Ordering::Relaxed) {
                 return Err(failed);
             }
-            if self.attempt >= retry.max_retries {
-                if self.attempt > 0 {
+            if self.tries >= retry.max_retries {
+                if self.tries > 0 {
                     self.ctx.emit(
                         MetricEvent::WriteShardRetryExhausted,
                         &[
                             ("elapsed_ms", MetricValue::Int(self.ctx.elapsed_ms())),
                             ("db_id", MetricValue::Int(i64::from(self.db_id))),
-                            ("attempts", MetricValue::Int(i64::from(self.attempt) + 1)),
+                            ("attempts", MetricValue::Int(i64::from(self.tries) + 1)),
                         ],
                     );
                 }
                 return Err(failed);
             }
-            let backoff = retry.backoff(self.attempt);
+            let backoff = retry.backoff(self.tries);
             self.ctx.emit(
                 MetricEvent::WriteShardRetried,
                 &[
@@ -475,6 +539,7 @@ impl ShardSink {
                 return Err(failed);
             }
             self.attempt += 1;
+            self.tries += 1;
             match self.replay().await {
                 Ok(r) => return Ok(r),
                 Err(e) => {

@@ -10,12 +10,13 @@ use shardyfusion_core::{
 use shardyfusion_storage::StorageResolver;
 
 use crate::adapter::{AdapterFactory, SlateDbFactory, SlateDbOptions};
+use crate::engine::{Build, BuildPlan, WRITER_VERSION};
 use crate::publish::Commit;
 use crate::registry::RunRegistry;
 use crate::result::BuildResult;
 use crate::route::{Plan, Router};
 use crate::session::Session;
-use crate::shard::ShardCtx;
+use crate::shard::{ShardCtx, ShardResult};
 
 /// Builds sharded snapshots. Construct with the validated [`WriteConfig`]; the manifest store
 /// comes from the config (writers never name a concrete store type).
@@ -146,6 +147,32 @@ impl ShardedWriter {
     where
         F: AsyncFnOnce(&mut Session<'_>, &Router) -> Result<()>,
     {
+        let build = self.begin_planned(&plan, key_col, options).await?;
+        let write_start = Instant::now();
+        let shards = Shards {
+            run_id: &build.plan.run_id,
+            owned: None,
+            started: build.started,
+        };
+        match self.write_shards(&plan, &shards, options, feed).await {
+            Ok(results) => {
+                let write_ms = write_start.elapsed().as_millis() as u64;
+                self.commit_results(build, results, write_ms).await
+            }
+            Err(e) => {
+                self.end(build, Err(&e)).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Start a build: validate, choose the run id, start the run record.
+    pub(crate) async fn begin_planned(
+        &self,
+        plan: &Plan,
+        key_col: &str,
+        options: &WriteOptions,
+    ) -> Result<Build> {
         let started = Instant::now();
         self.config.validate()?;
         options.validate()?;
@@ -155,12 +182,6 @@ impl ShardedWriter {
             .run_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-        let metrics = cfg.metrics_collector().cloned();
-        let emit = |event: MetricEvent, fields: &[(&'static str, MetricValue<'_>)]| {
-            if let Some(m) = &metrics {
-                m.emit(event, fields);
-            }
-        };
         let registry = if self.registry {
             RunRegistry::start(
                 &self.resolver,
@@ -174,73 +195,65 @@ impl ShardedWriter {
         } else {
             None
         };
-        emit(
+        self.emit(
             MetricEvent::WriteStarted,
             &[("elapsed_ms", MetricValue::Int(0))],
         );
-        let result = self
-            .run_inner(
-                plan,
-                key_col,
-                options,
-                &run_id,
-                started,
-                registry.as_ref().map(|r| r.url().to_owned()),
-                feed,
-            )
-            .await;
-        if let Some(reg) = registry {
-            match &result {
-                Ok(r) => reg.finish(Some(&r.manifest_ref.manifest_ref), None).await,
-                Err(e) => reg.finish(None, Some(e)).await,
-            }
+        if plan.sharding_ms > 0 {
+            self.emit(
+                MetricEvent::WriteShardingCompleted,
+                &[
+                    (
+                        "elapsed_ms",
+                        MetricValue::Int(started.elapsed().as_millis() as i64),
+                    ),
+                    ("duration_ms", MetricValue::Int(plan.sharding_ms as i64)),
+                ],
+            );
         }
-        // Scratch space of this run (spools, attempt dirs) is not needed any more.
-        let _ = tokio::fs::remove_dir_all(out.local_root.join(format!("run_id={run_id}"))).await;
-        result
+        Ok(Build {
+            plan: BuildPlan {
+                run_id,
+                num_dbs: plan.num_dbs,
+                key_col: key_col.to_owned(),
+                routing_values: plan.routing_values.clone(),
+                writer_version: WRITER_VERSION.to_owned(),
+            },
+            registry,
+            started,
+            sharding_ms: plan.sharding_ms,
+        })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn run_inner<F>(
+    fn emit(&self, event: MetricEvent, fields: &[(&'static str, MetricValue<'_>)]) {
+        if let Some(m) = self.config.metrics_collector() {
+            m.emit(event, fields);
+        }
+    }
+
+    /// Write the shards of one build (or, with `shards.owned`, of one engine partition) from
+    /// `feed`; on failure every opened shard database is closed first.
+    pub(crate) async fn write_shards<F>(
         &self,
-        plan: Plan,
-        key_col: &str,
+        plan: &Plan,
+        shards: &Shards<'_>,
         options: &WriteOptions,
-        run_id: &str,
-        started: Instant,
-        run_record_ref: Option<String>,
         feed: F,
-    ) -> Result<BuildResult>
+    ) -> Result<Vec<ShardResult>>
     where
         F: AsyncFnOnce(&mut Session<'_>, &Router) -> Result<()>,
     {
         let cfg = &self.config;
         let out = cfg.output();
-        let metrics = cfg.metrics_collector().cloned();
-        let elapsed_ms = || started.elapsed().as_millis() as i64;
-        let emit = |event: MetricEvent, fields: &[(&'static str, MetricValue<'_>)]| {
-            if let Some(m) = &metrics {
-                m.emit(event, fields);
-            }
-        };
-        if plan.sharding_ms > 0 {
-            emit(
-                MetricEvent::WriteShardingCompleted,
-                &[
-                    ("elapsed_ms", MetricValue::Int(elapsed_ms())),
-                    ("duration_ms", MetricValue::Int(plan.sharding_ms as i64)),
-                ],
-            );
-        }
-
         // Shard URLs use the canonical form of the prefix (a plain path becomes its absolute
         // file:// URL); the manifest's s3_prefix keeps the string as given.
         let url_prefix = self.resolver.resolve(cfg.s3_prefix())?.url;
         let ctx = ShardCtx {
             factory: self.factory(),
+            resolver: self.resolver.clone(),
             s3_prefix: url_prefix,
             shard_prefix: out.shard_prefix.clone(),
-            run_id: run_id.to_owned(),
+            run_id: shards.run_id.to_owned(),
             template: out.db_path_template.clone(),
             local_root: out.local_root.clone(),
             batch_size: cfg.batch_size(),
@@ -248,43 +261,89 @@ impl ShardedWriter {
             retry: cfg.shard_retry().cloned(),
             max_writes_per_second: options.max_writes_per_second,
             max_write_bytes_per_second: options.max_write_bytes_per_second,
-            metrics: metrics.clone(),
-            started,
+            metrics: cfg.metrics_collector().cloned(),
+            started: shards.started,
             given_up: Arc::default(),
             on_duplicate: options.on_duplicate,
         };
         let write_start = Instant::now();
-        let mut session = Session::new(&ctx, cfg.key_encoding(), options);
+        let mut session = Session::new(&ctx, cfg.key_encoding(), options, shards.owned);
         if let Err(e) = feed(&mut session, &plan.router).await {
             session.abandon().await;
             return Err(e);
         }
         let results = session.finish().await?;
-        let write_ms = write_start.elapsed().as_millis() as u64;
         let rows_total: u64 = results.iter().map(|r| r.row_count).sum();
-        emit(
+        self.emit(
             MetricEvent::WriteShardsCompleted,
             &[
-                ("elapsed_ms", MetricValue::Int(elapsed_ms())),
-                ("duration_ms", MetricValue::Int(write_ms as i64)),
+                (
+                    "elapsed_ms",
+                    MetricValue::Int(shards.started.elapsed().as_millis() as i64),
+                ),
+                (
+                    "duration_ms",
+                    MetricValue::Int(write_start.elapsed().as_millis() as i64),
+                ),
                 ("rows_written", MetricValue::Int(rows_total as i64)),
             ],
         );
+        Ok(results)
+    }
+
+    /// Commit a build's shard results (winners, publish, loser cleanup), then end its run
+    /// record.
+    pub(crate) async fn commit_results(
+        &self,
+        build: Build,
+        results: Vec<ShardResult>,
+        write_ms: u64,
+    ) -> Result<BuildResult> {
+        let cfg = &self.config;
         let commit = Commit {
             config: cfg,
             store: &self.store,
             resolver: &self.resolver,
-            run_id,
-            key_col,
-            num_dbs: plan.num_dbs,
-            routing_values: plan.routing_values,
-            started,
-            sharding_ms: plan.sharding_ms,
+            run_id: &build.plan.run_id,
+            key_col: &build.plan.key_col,
+            num_dbs: build.plan.num_dbs,
+            routing_values: build.plan.routing_values.clone(),
+            started: build.started,
+            sharding_ms: build.sharding_ms,
             write_ms,
-            run_record_ref,
+            run_record_ref: build.registry.as_ref().map(|r| r.url().to_owned()),
         };
-        commit.publish(results).await
+        let result = commit.publish(results).await;
+        match &result {
+            Ok(r) => self.end(build, Ok(&r.manifest_ref.manifest_ref)).await,
+            Err(e) => self.end(build, Err(e)).await,
+        }
+        result
     }
+
+    /// End a build: its run record (`succeeded` with the manifest ref, or `failed`), its scratch
+    /// space, and its attempt claims.
+    pub(crate) async fn end(&self, build: Build, outcome: std::result::Result<&str, &Error>) {
+        if let Some(reg) = build.registry {
+            match outcome {
+                Ok(m) => reg.finish(Some(m), None).await,
+                Err(e) => reg.finish(None, Some(e)).await,
+            }
+        }
+        let out = self.config.output();
+        let run = format!("run_id={}", build.plan.run_id);
+        // Scratch space of this run (spools, attempt dirs) is not needed any more.
+        let _ = tokio::fs::remove_dir_all(out.local_root.join(&run)).await;
+        crate::shard::release_claims(&self.resolver, &self.config, &build.plan.run_id).await;
+    }
+}
+
+/// Which shards a session writes and under which run.
+pub(crate) struct Shards<'a> {
+    pub(crate) run_id: &'a str,
+    /// The shards of an engine partition (`None`: every shard of the build).
+    pub(crate) owned: Option<&'a [u32]>,
+    pub(crate) started: Instant,
 }
 
 #[cfg(test)]

@@ -323,6 +323,42 @@ impl Layout {
     }
 }
 
+/// An Arrow input whose first batch has fixed the layout.
+pub(crate) struct ArrowInput<S> {
+    first: Option<(RecordBatch, Layout)>,
+    rest: std::pin::Pin<Box<S>>,
+}
+
+impl<S, E> ArrowInput<S>
+where
+    S: Stream<Item = std::result::Result<RecordBatch, E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    /// Route, encode and push every row of every batch into `session`.
+    pub(crate) async fn feed(
+        mut self,
+        session: &mut Session<'_>,
+        router: &Router,
+        key_col: &str,
+    ) -> Result<()> {
+        let Some((first, layout)) = self.first.take() else {
+            return Ok(());
+        };
+        let schema = first.schema();
+        let mut base = 0u64;
+        feed_batch(session, router, &layout, &first, key_col, base).await?;
+        base += first.num_rows() as u64;
+        drop(first);
+        while let Some(batch) = self.rest.next().await {
+            let batch = batch.map_err(input_error)?;
+            layout.check(&schema, &batch)?;
+            feed_batch(session, router, &layout, &batch, key_col, base).await?;
+            base += batch.num_rows() as u64;
+        }
+        Ok(())
+    }
+}
+
 /// Route, encode and push every row of one batch. `base` is the input row number of the
 /// batch's first row (for errors).
 async fn feed_batch(
@@ -467,9 +503,28 @@ impl ShardedWriter {
         S: Stream<Item = std::result::Result<RecordBatch, E>>,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let mut batches = std::pin::pin!(batches);
-        // The first batch fixes the layout: unknown columns fail before any row is written.
-        let first = match batches.next().await {
+        let input = self.open_arrow(batches, key_col, value, options).await?;
+        self.run(plan, key_col, options, async |session, router| {
+            input.feed(session, router, key_col).await
+        })
+        .await
+    }
+
+    /// Read the first batch of an Arrow input and fix its layout: unknown columns fail before
+    /// any row is written (and before a run record exists).
+    pub(crate) async fn open_arrow<S, E>(
+        &self,
+        batches: S,
+        key_col: &str,
+        value: &ValueSpec,
+        options: &WriteOptions,
+    ) -> Result<ArrowInput<S>>
+    where
+        S: Stream<Item = std::result::Result<RecordBatch, E>>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let mut rest = Box::pin(batches);
+        let first = match rest.next().await {
             Some(b) => Some(b.map_err(input_error)?),
             None => None,
         };
@@ -477,24 +532,10 @@ impl ShardedWriter {
             Some(b) => Some(Layout::new(self, &b.schema(), key_col, value, options)?),
             None => None,
         };
-        self.run(plan, key_col, options, async |session, router| {
-            let (Some(first), Some(layout)) = (first, layout) else {
-                return Ok(());
-            };
-            let schema = first.schema();
-            let mut base = 0u64;
-            feed_batch(session, router, &layout, &first, key_col, base).await?;
-            base += first.num_rows() as u64;
-            drop(first);
-            while let Some(batch) = batches.next().await {
-                let batch = batch.map_err(input_error)?;
-                layout.check(&schema, &batch)?;
-                feed_batch(session, router, &layout, &batch, key_col, base).await?;
-                base += batch.num_rows() as u64;
-            }
-            Ok(())
+        Ok(ArrowInput {
+            first: first.zip(layout),
+            rest,
         })
-        .await
     }
 
     /// Write resident Arrow batches (surveyed first when the routing needs it). Prefer

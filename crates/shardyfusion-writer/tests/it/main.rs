@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod compaction;
+mod engine;
 mod failures;
 mod hygiene;
 mod roundtrip;
