@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use arrow_array::RecordBatch;
+use arrow_array::{RecordBatch, UInt32Array};
 use futures::Stream;
 use shardyfusion_core::{Error, ErrorKind, Result, RoutingValue, WriteOptions};
 
@@ -133,6 +133,14 @@ impl ShardedWriter {
             .into_iter()
             .filter(|r| shards.contains(&r.db_id))
             .collect())
+    }
+
+    /// The shard of every row of `batch` under `plan`: the routing `write_partition` checks,
+    /// for engines that repartition their data by shard first (a null or malformed key is an
+    /// error naming its row).
+    pub fn route_batch(&self, plan: &BuildPlan, batch: &RecordBatch) -> Result<UInt32Array> {
+        let routing = route::fixed(self.config(), plan.num_dbs, plan.routing_values.clone())?;
+        crate::input::route_rows(self, &routing.router, batch, &plan.key_col)
     }
 
     /// Commit a build from the results of all its tasks: winners, coverage, manifest, pointer,

@@ -61,6 +61,7 @@ mod route;
 mod session;
 mod shard;
 mod single;
+mod wire;
 mod writer;
 
 pub use adapter::{

@@ -441,6 +441,47 @@ async fn feed_batch(
     Ok(())
 }
 
+/// The shard of every row of `batch` under `router` (what [`feed_batch`] computes, without
+/// writing): for engines that repartition their data by shard first.
+pub(crate) fn route_rows(
+    writer: &ShardedWriter,
+    router: &Router,
+    batch: &RecordBatch,
+    key_col: &str,
+) -> Result<arrow_array::UInt32Array> {
+    // Values are not made here: a closure layout that is never called.
+    let none: ValueFn = Arc::new(|_, _| Ok(Vec::new()));
+    let layout = Layout::new(
+        writer,
+        &batch.schema(),
+        key_col,
+        &ValueSpec::Closure(none),
+        &WriteOptions::default(),
+    )?;
+    let key_array = batch.column(layout.key);
+    let keys = KeyColumn::new(key_array.as_ref(), key_col)?;
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let at = |e| super::at_row(e, row as u64);
+        if key_array.is_null(row) {
+            return Err(at(Error::config(format!("key column {key_col:?} is null"))));
+        }
+        let key = keys.key(row).map_err(at)?;
+        let db_id = match router.as_hash() {
+            Some(h) => h.db_id(key),
+            None => {
+                #[cfg(feature = "cel")]
+                let ctx = layout.routing_context(batch, row).map_err(at)?;
+                #[cfg(not(feature = "cel"))]
+                let ctx = None;
+                router.route(key, ctx.as_ref()).map_err(at)?
+            }
+        };
+        out.push(db_id);
+    }
+    Ok(out.into())
+}
+
 /// An input error: the message is the innermost cause (wrappers such as Arrow's "External
 /// error" add nothing a person needs); the whole error stays the source.
 fn input_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {

@@ -5,6 +5,7 @@ mod arrow;
 mod json;
 mod records;
 
+pub(crate) use arrow::route_rows;
 pub use arrow::{ValueFn, ValueSpec};
 pub use records::Record;
 

@@ -1,15 +1,16 @@
-//! The engine seam: a driver begins a build, "tasks" (separate writers, as on executors) write
-//! the shards of their partitions from Arrow batches, a speculative duplicate writes one
-//! partition again, and the driver commits: one winner per shard, the losers and the attempt
-//! claims deleted, every key readable. Misrouted rows, missing shards and results from another
-//! writer version are refused, and a refused or aborted build leaves `_CURRENT` untouched.
+//! The engine seam: a driver begins a build, "tasks" (separate writers, as on executors)
+//! write the shards of their partitions from Arrow batches (plans and results passed as
+//! JSON), a speculative duplicate writes one partition again, and the driver commits: one
+//! winner per shard, the losers and the attempt claims deleted, every key readable. Misrouted
+//! rows, missing shards and results from another writer version are refused, and a refused or
+//! aborted build leaves `_CURRENT` untouched.
 
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch};
 use shardyfusion_core::{ErrorKind, KeyRef, WriteConfig, WriteOptions, hash_db_id};
 use shardyfusion_storage::StorageResolver;
-use shardyfusion_writer::{ShardedWriter, ValueSpec};
+use shardyfusion_writer::{BuildPlan, ShardResult, ShardedWriter, ValueSpec};
 
 use crate::{Shards, store_for, unique};
 
@@ -64,8 +65,26 @@ async fn tasks_write_partitions_and_the_driver_commits() {
     let opts = WriteOptions::default();
     let driver = writer(&prefix, &resolver);
     let build = driver.begin("id", &opts).await.unwrap();
-    let plan = build.plan().clone();
+    // Plans and results cross process boundaries as JSON.
+    let plan = BuildPlan::from_json(&build.plan().to_json()).unwrap();
+    assert_eq!(&plan, build.plan());
     assert_eq!(plan.num_dbs, NUM_DBS);
+
+    // The routing the tasks check, for repartitioning: the same as the HASH of each key.
+    let routed = driver.route_batch(&plan, &batch(&[1, 2, 3, 42])).unwrap();
+    for (i, k) in [1i64, 2, 3, 42].iter().enumerate() {
+        assert_eq!(
+            routed.value(i),
+            hash_db_id(KeyRef::Int(*k), NUM_DBS).unwrap()
+        );
+    }
+    let nulls = RecordBatch::try_from_iter([(
+        "id",
+        Arc::new(Int64Array::from(vec![Some(1), None])) as ArrayRef,
+    )])
+    .unwrap();
+    let err = driver.route_batch(&plan, &nulls).unwrap_err();
+    assert_eq!(err.input_row(), Some(1), "{err}");
 
     // Two tasks of two shards each, plus a speculative duplicate of the first one.
     let (a, b) = ([0u32, 1], [2u32, 3]);
@@ -80,7 +99,10 @@ async fn tasks_write_partitions_and_the_driver_commits() {
             r.iter().map(|r| r.db_id).collect::<Vec<_>>(),
             shards.to_vec()
         );
-        results.extend(r);
+        results.extend(
+            r.iter()
+                .map(|r| ShardResult::from_json(&r.to_json()).unwrap()),
+        );
     }
     // The duplicate claimed new attempt numbers: no two results share a URL.
     let mut urls: Vec<_> = results.iter().filter_map(|r| r.db_url.clone()).collect();
