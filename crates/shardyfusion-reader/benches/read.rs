@@ -70,21 +70,14 @@ fn write(
     });
 }
 
-/// Key `i` of the scale bench's dataset (`shardyfusion-writer/benches/scale.rs`).
-fn scale_key(i: u64) -> i64 {
-    (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 1) as i64
-}
-
-/// `probe <prefix> <rows>`: requests per cold get and mean hot get latency on an existing
-/// snapshot written by the scale bench (keys `scale_key(0..rows)`).
-fn probe(prefix: &str, rows: u64) {
-    let counter = Arc::new(RequestCounts::default());
-    let resolver = StorageResolver::builder()
-        .count_requests(counter.clone())
-        .build();
-    let store: Arc<dyn ManifestStore> =
-        Arc::new(ObjectStoreManifestStore::new(prefix, resolver.clone()).unwrap());
-    let factory = SlateDbReaderFactory::new(resolver.clone(), CACHE);
+/// Open a reader, then wait out each shard reader's one background manifest poll (its timer's
+/// first tick), which no lookup causes, so that `counter` then counts lookups alone.
+fn open_quiet(
+    store: Arc<dyn ManifestStore>,
+    resolver: &StorageResolver,
+    factory: SlateDbReaderFactory,
+    counter: &RequestCounts,
+) -> ConcurrentShardedReader {
     let reader = ConcurrentShardedReader::open(
         store,
         ReaderOptions::default()
@@ -100,6 +93,25 @@ fn probe(prefix: &str, rows: u64) {
             break;
         }
     }
+    reader
+}
+
+/// Key `i` of the scale bench's dataset (`shardyfusion-writer/benches/scale.rs`).
+fn scale_key(i: u64) -> i64 {
+    (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 1) as i64
+}
+
+/// `probe <prefix> <rows>`: requests per cold get and mean hot get latency on an existing
+/// snapshot written by the scale bench (keys `scale_key(0..rows)`).
+fn probe(prefix: &str, rows: u64) {
+    let counter = Arc::new(RequestCounts::default());
+    let resolver = StorageResolver::builder()
+        .count_requests(counter.clone())
+        .build();
+    let store: Arc<dyn ManifestStore> =
+        Arc::new(ObjectStoreManifestStore::new(prefix, resolver.clone()).unwrap());
+    let factory = SlateDbReaderFactory::new(resolver.clone(), CACHE);
+    let reader = open_quiet(store, &resolver, factory, &counter);
     let mut seed = 0x0bad_cafe_1234_5678u64;
     let cold = 200;
     counter.reset();
@@ -166,24 +178,8 @@ fn main() {
         }));
     let factory =
         SlateDbReaderFactory::new(resolver.clone(), CACHE).with_cache(cache.clone(), CACHE);
-    let reader = ConcurrentShardedReader::open(
-        store.clone(),
-        ReaderOptions::default()
-            .with_storage(resolver.clone())
-            .with_factory(Arc::new(factory)),
-        ConcurrentOptions::default(),
-    )
-    .unwrap();
-
-    // Cold gets: requests per first lookup of a key after open. First wait out each shard
-    // reader's one background manifest poll (its timer's first tick), which no lookup causes.
-    for _ in 0..100 {
-        counter.reset();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        if counter.total() == 0 {
-            break;
-        }
-    }
+    // Cold gets: requests per first lookup of a key after open.
+    let reader = open_quiet(store.clone(), &resolver, factory, &counter);
     let mut seed = 0x1234_5678_9abc_def1u64;
     counter.reset();
     let cold = 200;

@@ -47,18 +47,26 @@ fn rows(n: u64) -> Vec<(u64, Vec<u8>)> {
         .collect()
 }
 
-async fn writer(data: &[(u64, Vec<u8>)], dir: &str, opts: WriteOptions, slate: SlateDbOptions) {
-    let resolver = StorageResolver::default();
+/// A writer of 8 shards under `dir` without a run record; with `null`, shards that drop their
+/// rows (the writer side alone).
+fn sharded(dir: &str, null: bool) -> ShardedWriter {
     let store: Arc<dyn ManifestStore> =
-        Arc::new(ObjectStoreManifestStore::new(dir, resolver.clone()).unwrap());
+        Arc::new(ObjectStoreManifestStore::new(dir, StorageResolver::default()).unwrap());
     let config = WriteConfig::builder(dir)
         .num_dbs(8)
         .manifest_store(store)
         .build()
         .unwrap();
-    let r = ShardedWriter::new(config)
-        .unwrap()
-        .with_run_registry(false)
+    let w = ShardedWriter::new(config).unwrap().with_run_registry(false);
+    if null {
+        w.with_adapter_factory(Arc::new(common::NullFactory))
+    } else {
+        w
+    }
+}
+
+async fn writer(data: &[(u64, Vec<u8>)], dir: &str, opts: WriteOptions, slate: SlateDbOptions) {
+    let r = sharded(dir, false)
         .with_slatedb_options(slate)
         .write(data, |r| Key::Int(r.0 as i64), |r| r.1.as_slice(), &opts)
         .await
@@ -83,19 +91,8 @@ fn arrow_batches(data: &[(u64, Vec<u8>)]) -> Vec<RecordBatch> {
 
 /// `writer_arrow`, or with `null` shards that drop their rows (the writer side alone).
 async fn writer_arrow(batches: &[RecordBatch], dir: &str, null: bool) {
-    let resolver = StorageResolver::default();
-    let store: Arc<dyn ManifestStore> =
-        Arc::new(ObjectStoreManifestStore::new(dir, resolver.clone()).unwrap());
-    let config = WriteConfig::builder(dir)
-        .num_dbs(8)
-        .manifest_store(store)
-        .build()
-        .unwrap();
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut w = ShardedWriter::new(config).unwrap().with_run_registry(false);
-    if null {
-        w = w.with_adapter_factory(Arc::new(common::NullFactory));
-    }
+    let w = sharded(dir, null);
     let r = w
         .write_arrow(
             batches
@@ -115,19 +112,8 @@ async fn writer_arrow(batches: &[RecordBatch], dir: &str, null: bool) {
 /// writer did before it was columnar (columns looked up by name for every row, a `Key` and an
 /// owned copy of the value per row), through the record API.
 async fn rowwise_arrow(batches: &[RecordBatch], dir: &str, null: bool) {
-    let resolver = StorageResolver::default();
-    let store: Arc<dyn ManifestStore> =
-        Arc::new(ObjectStoreManifestStore::new(dir, resolver.clone()).unwrap());
-    let config = WriteConfig::builder(dir)
-        .num_dbs(8)
-        .manifest_store(store)
-        .build()
-        .unwrap();
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut w = ShardedWriter::new(config).unwrap().with_run_registry(false);
-    if null {
-        w = w.with_adapter_factory(Arc::new(common::NullFactory));
-    }
+    let w = sharded(dir, null);
     let items = batches
         .iter()
         .flat_map(|b| (0..b.num_rows()).map(move |i| Ok((b, i))));
