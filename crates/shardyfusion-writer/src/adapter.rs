@@ -188,7 +188,7 @@ pub struct SlateDbFactory {
 }
 
 /// Shards of one write compacting at the same time.
-const CONCURRENT_COMPACTIONS: usize = 4;
+const CONCURRENT_COMPACTIONS: usize = 2;
 
 impl SlateDbFactory {
     /// A factory resolving shard URLs with `resolver`.

@@ -91,7 +91,7 @@ pub(crate) async fn compact_to_one_run(
         compactions_poll_interval: POLL,
         // One input at a time, read in modest steps: many shards may compact at once.
         max_fetch_tasks: 1,
-        bytes_to_fetch: 256 << 10,
+        bytes_to_fetch: 1 << 20,
         max_subcompactions: 1,
         max_sst_size: 64 << 20,
         min_filter_keys: if options.legacy_readers {
