@@ -9,7 +9,9 @@ use clap::Args;
 use serde_json::{Map, Value, json};
 use shardyfusion::storage::object_store::path::Path;
 use shardyfusion::storage::object_store::{ObjectStore, ObjectStoreExt};
-use shardyfusion::{DEFAULT_RUN_REGISTRY_PREFIX, Timestamp, run_id_of_record_dir};
+use shardyfusion::{
+    DEFAULT_RUN_REGISTRY_PREFIX, Timestamp, attempt_claims_dir, run_id_of_record_dir,
+};
 
 use crate::Ctx;
 
@@ -244,7 +246,7 @@ pub(crate) async fn run(ctx: &Ctx, args: &CleanupArgs) -> Result<ExitCode> {
             let mut keys = list_all(store, &dir).await?;
             // The run's attempt claims (the writer deletes them when a build ends; a killed
             // build leaves them).
-            keys.extend(list_all(store, &loc.child(&["_claims", &format!("run_id={id}")])).await?);
+            keys.extend(list_all(store, &loc.child(&[&attempt_claims_dir(&id)])).await?);
             if !args.dry_run {
                 delete(store, &keys).await?;
                 total_objects += keys.len();

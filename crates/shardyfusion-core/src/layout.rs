@@ -353,6 +353,25 @@ pub fn shard_attempt_url(
     )
 }
 
+/// Where a run's shard-attempt claims live, relative to the prefix: `_claims/run_id=<run_id>`
+/// (a writer claims `<db_id:05>.<NN>` there create-only before it opens an attempt, so two
+/// runs of one engine task never share a `db_url`).
+pub fn attempt_claims_dir(run_id: &str) -> String {
+    format!("_claims/run_id={run_id}")
+}
+
+/// The claim object of one shard attempt: `join(prefix, attempt_claims_dir(run_id),
+/// "<db_id:05>.<NN>")`.
+pub fn attempt_claim_url(prefix: &str, run_id: &str, db_id: u32, attempt: u32) -> String {
+    url_join(
+        prefix,
+        &[
+            &attempt_claims_dir(run_id),
+            &format!("{db_id:05}.{attempt:02}"),
+        ],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

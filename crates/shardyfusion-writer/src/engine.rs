@@ -123,12 +123,7 @@ impl ShardedWriter {
                 input.feed(session, router, &plan.key_col).await
             })
             .await;
-        let scratch = self
-            .config()
-            .output()
-            .local_root
-            .join(format!("run_id={}", plan.run_id));
-        let _ = tokio::fs::remove_dir_all(scratch).await;
+        self.remove_scratch(&plan.run_id).await;
         Ok(results?
             .into_iter()
             .filter(|r| shards.contains(&r.db_id))

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use shardyfusion_core::{
     DbPathTemplate, DuplicateKeys, Error, ErrorKind, Key, KeyRef, MetricEvent, MetricValue,
-    MetricsCollector, Result, RetryConfig, shard_attempt_url,
+    MetricsCollector, Result, RetryConfig, attempt_claim_url, attempt_claims_dir,
+    shard_attempt_url,
 };
 
 use shardyfusion_storage::StorageResolver;
@@ -77,10 +78,7 @@ impl ShardCtx {
     /// the run's claims, so that two runs of one engine task (a retry, a speculative
     /// duplicate) never open the same attempt URL. `false`: someone else holds it.
     async fn claim(&self, db_id: u32, attempt: u32) -> Result<bool> {
-        let url = format!(
-            "{}/{db_id:05}.{attempt:02}",
-            claims_url(&self.s3_prefix, &self.run_id)
-        );
+        let url = attempt_claim_url(&self.s3_prefix, &self.run_id, db_id, attempt);
         let loc = self.resolver.resolve(&url)?;
         let opts = PutOptions {
             mode: PutMode::Create,
@@ -134,27 +132,13 @@ pub struct ShardResult {
     pub writer_version: String,
 }
 
-/// Where a run's attempt claims live: `<prefix>/_claims/run_id=<run_id>`.
-pub(crate) fn claims_url(s3_prefix: &str, run_id: &str) -> String {
-    format!(
-        "{}/_claims/run_id={run_id}",
-        s3_prefix.trim_end_matches('/')
-    )
-}
-
 /// Delete a finished run's attempt claims (best effort).
-pub(crate) async fn release_claims(
-    resolver: &StorageResolver,
-    config: &shardyfusion_core::WriteConfig,
-    run_id: &str,
-) {
-    let Ok(prefix) = resolver.resolve(config.s3_prefix()) else {
+pub(crate) async fn release_claims(resolver: &StorageResolver, s3_prefix: &str, run_id: &str) {
+    let Ok(prefix) = resolver.resolve(s3_prefix) else {
         return;
     };
-    let Ok(loc) = resolver.resolve(&claims_url(&prefix.url, run_id)) else {
-        return;
-    };
-    if let Err(e) = shardyfusion_storage::delete_prefix(loc.store.as_ref(), &loc.path).await {
+    let dir = prefix.child(&[&attempt_claims_dir(run_id)]);
+    if let Err(e) = shardyfusion_storage::delete_prefix(prefix.store.as_ref(), &dir).await {
         tracing::warn!(run_id, error = %e, "deleting the run's attempt claims failed");
     }
 }

@@ -330,11 +330,19 @@ impl ShardedWriter {
                 Err(e) => reg.finish(None, Some(e)).await,
             }
         }
-        let out = self.config.output();
-        let run = format!("run_id={}", build.plan.run_id);
-        // Scratch space of this run (spools, attempt dirs) is not needed any more.
-        let _ = tokio::fs::remove_dir_all(out.local_root.join(&run)).await;
-        crate::shard::release_claims(&self.resolver, &self.config, &build.plan.run_id).await;
+        self.remove_scratch(&build.plan.run_id).await;
+        crate::shard::release_claims(&self.resolver, self.config.s3_prefix(), &build.plan.run_id)
+            .await;
+    }
+
+    /// Delete this process's local scratch space of a run (spools, attempt dirs).
+    pub(crate) async fn remove_scratch(&self, run_id: &str) {
+        let dir = self
+            .config
+            .output()
+            .local_root
+            .join(format!("run_id={run_id}"));
+        let _ = tokio::fs::remove_dir_all(dir).await;
     }
 }
 

@@ -273,6 +273,27 @@ impl Layout {
         Ok(())
     }
 
+    /// The shard of `row` (key `key`): the HASH fast path when `hash` is the router's hash
+    /// (looked up once per batch by the caller), else the router with the row's CEL context.
+    #[inline]
+    fn route(
+        &self,
+        router: &Router,
+        hash: Option<&shardyfusion_core::HashRouter>,
+        batch: &RecordBatch,
+        row: usize,
+        key: KeyRef<'_>,
+    ) -> Result<u32> {
+        if let Some(h) = hash {
+            return Ok(h.db_id(key));
+        }
+        #[cfg(feature = "cel")]
+        let ctx = self.routing_context(batch, row)?;
+        #[cfg(not(feature = "cel"))]
+        let (ctx, _) = (None, (batch, row));
+        router.route(key, ctx.as_ref())
+    }
+
     /// The routing context of `row` for multi-column CEL.
     #[cfg(feature = "cel")]
     fn routing_context(
@@ -419,20 +440,9 @@ async fn feed_batch(
             }
             (ValueLayout::Bytes(..), None) => &[],
         };
-        let db_id = match hash {
-            Some(h) => h.db_id(key),
-            None => {
-                #[cfg(feature = "cel")]
-                let ctx = layout
-                    .routing_context(batch, row)
-                    .map_err(|e| row_err(row, e))?;
-                #[cfg(not(feature = "cel"))]
-                let ctx = None;
-                router
-                    .route(key, ctx.as_ref())
-                    .map_err(|e| row_err(row, e))?
-            }
-        };
+        let db_id = layout
+            .route(router, hash, batch, row, key)
+            .map_err(|e| row_err(row, e))?;
         session
             .push(db_id, key, value)
             .await
@@ -467,17 +477,11 @@ pub(crate) fn route_rows(
             return Err(at(Error::config(format!("key column {key_col:?} is null"))));
         }
         let key = keys.key(row).map_err(at)?;
-        let db_id = match router.as_hash() {
-            Some(h) => h.db_id(key),
-            None => {
-                #[cfg(feature = "cel")]
-                let ctx = layout.routing_context(batch, row).map_err(at)?;
-                #[cfg(not(feature = "cel"))]
-                let ctx = None;
-                router.route(key, ctx.as_ref()).map_err(at)?
-            }
-        };
-        out.push(db_id);
+        out.push(
+            layout
+                .route(router, router.as_hash(), batch, row, key)
+                .map_err(at)?,
+        );
     }
     Ok(out.into())
 }
