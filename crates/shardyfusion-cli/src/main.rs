@@ -21,7 +21,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use shardyfusion::storage::StorageResolver;
 use shardyfusion::{
-    AddressingStyle, ManifestStore, S3ConnectionOptions, StaticCredentialProvider, VerifySsl,
+    AddressingStyle, ManifestStore, ManifestStoreSpec, S3ConnectionOptions,
+    StaticCredentialProvider, VerifySsl,
 };
 
 use crate::config::{ReaderConfig, load_profile, load_reader};
@@ -299,7 +300,13 @@ fn build_ctx_with(
         .chain(&cfg.reader.allowed_url_prefixes)
         .cloned()
         .collect();
-    let (store, prefix): (Arc<dyn ManifestStore>, Option<String>) = match backend.as_str() {
+    let db_prefix = || {
+        prefix_override
+            .map(str::to_owned)
+            .or(cfg.reader.s3_prefix.clone())
+            .filter(|s| !s.is_empty())
+    };
+    let (spec, prefix) = match backend.as_str() {
         "s3" => {
             let (prefix, key) = match prefix_override {
                 Some(p) => (p.to_owned(), shardyfusion::CURRENT_POINTER_KEY.to_owned()),
@@ -313,14 +320,13 @@ fn build_ctx_with(
                     split_current(&url)?
                 }
             };
-            let store =
-                shardyfusion::stores::ObjectStoreManifestStore::new(&prefix, resolver.clone())?
-                    .with_pointer_key(key)
-                    .with_allowed_url_prefixes(&allowed)?
-                    .with_unconditional_pointer_writes(
-                        cfg.manifest_store.unconditional_pointer_writes == Some(true),
-                    );
-            (Arc::new(store), Some(prefix))
+            let spec = ManifestStoreSpec::ObjectStore {
+                prefix: prefix.clone(),
+                pointer_key: key,
+                unconditional_pointer_writes: cfg.manifest_store.unconditional_pointer_writes
+                    == Some(true),
+            };
+            (spec, Some(prefix))
         }
         "postgres" => {
             if cli.current_url.is_some() {
@@ -332,44 +338,28 @@ fn build_ctx_with(
                 .clone()
                 .or_else(|| std::env::var("SHARDY_MANIFEST_DSN").ok())
                 .ok_or_else(|| anyhow::anyhow!("[manifest_store].dsn or SHARDY_MANIFEST_DSN is required for the postgres backend"))?;
-            let mut opts = shardyfusion::stores::PostgresOptions::default();
-            if let Some(t) = &cfg.manifest_store.table_name {
-                opts.table_name = t.clone();
-            }
-            if let Some(e) = cfg.manifest_store.ensure_table {
-                opts.ensure_table = e;
-            }
-            opts.allowed_url_prefixes = allowed.clone();
-            let prefix = prefix_override
-                .map(str::to_owned)
-                .or(cfg.reader.s3_prefix.clone())
-                .filter(|s| !s.is_empty());
-            (
-                Arc::new(shardyfusion::stores::PostgresManifestStore::new(
-                    &dsn, opts,
-                )?),
-                prefix,
-            )
+            let spec = ManifestStoreSpec::Postgres {
+                dsn,
+                table_name: cfg.manifest_store.table_name.clone(),
+                ensure_table: cfg.manifest_store.ensure_table,
+            };
+            (spec, db_prefix())
         }
         "sqlite" => {
             let path = cfg.manifest_store.path.clone().ok_or_else(|| {
                 anyhow::anyhow!("[manifest_store].path is required for the sqlite backend")
             })?;
-            let mut store = shardyfusion::stores::SqliteManifestStore::new(&path)
-                .with_allowed_url_prefixes(&allowed)?;
-            if let Some(t) = &cfg.manifest_store.table_name {
-                store = store.with_tables(t, "shardyfusion_pointer")?;
-            }
-            let prefix = prefix_override
-                .map(str::to_owned)
-                .or(cfg.reader.s3_prefix.clone())
-                .filter(|s| !s.is_empty());
-            (Arc::new(store), prefix)
+            let spec = ManifestStoreSpec::Sqlite {
+                path: path.into(),
+                table_name: cfg.manifest_store.table_name.clone(),
+            };
+            (spec, db_prefix())
         }
         other => {
             anyhow::bail!("[manifest_store].backend must be s3, postgres or sqlite, got {other:?}")
         }
     };
+    let store = spec.open(resolver.clone(), &allowed)?;
     Ok(Ctx {
         store,
         resolver,

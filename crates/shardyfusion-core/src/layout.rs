@@ -372,10 +372,30 @@ pub fn attempt_claim_url(prefix: &str, run_id: &str, db_id: u32, attempt: u32) -
     )
 }
 
+/// `(db_id, attempt)` of a claim object's name (`<db_id:05>.<NN>`), or `None`.
+pub fn parse_attempt_claim(name: &str) -> Option<(u32, u32)> {
+    let (db, attempt) = name.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(db) || !digits(attempt) {
+        return None;
+    }
+    Some((db.parse().ok()?, attempt.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    #[test]
+    fn claim_names_round_trip() {
+        let url = attempt_claim_url("s3://b/p", "r1", 7, 123);
+        let name = url.rsplit('/').next().unwrap();
+        assert_eq!(parse_attempt_claim(name), Some((7, 123)));
+        assert_eq!(parse_attempt_claim("00007"), None);
+        assert_eq!(parse_attempt_claim("0x7.01"), None);
+        assert_eq!(parse_attempt_claim(".01"), None);
+    }
 
     #[test]
     fn run_record_dirs_round_trip() {

@@ -69,8 +69,9 @@ pub use key::{
 };
 pub use layout::{
     DEFAULT_DB_PATH_TEMPLATE, DEFAULT_RUN_REGISTRY_PREFIX, DbPathTemplate, MAX_RUN_ID_LEN,
-    PrefixUrl, attempt_claim_url, attempt_claims_dir, attempt_segment, run_id_of_record_dir,
-    run_record_dir, shard_attempt_url, url_join, validate_path_segment, validate_run_id,
+    PrefixUrl, attempt_claim_url, attempt_claims_dir, attempt_segment, parse_attempt_claim,
+    run_id_of_record_dir, run_record_dir, shard_attempt_url, url_join, validate_path_segment,
+    validate_run_id,
 };
 pub use metrics::{MetricEvent, MetricValue, MetricsCollector};
 pub use model::{

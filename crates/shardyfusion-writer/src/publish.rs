@@ -8,7 +8,7 @@ use std::time::Instant;
 use shardyfusion_core::{
     Error, ErrorKind, FORMAT_VERSION, ManifestSharding, ManifestStore, MetricEvent, MetricValue,
     MetricsCollector, PublishObserver, RequiredBuildMeta, RequiredShardMeta, Result, RoutingValue,
-    Timestamp, WriteConfig, WriterInfo,
+    Timestamp, WriteConfig, WriterInfo, attempt_claims_dir, parse_attempt_claim, shard_attempt_url,
 };
 use shardyfusion_storage::StorageResolver;
 
@@ -47,7 +47,7 @@ impl Commit<'_> {
             num_dbs: self.num_dbs,
             s3_prefix: cfg.s3_prefix().to_owned(),
             key_col: self.key_col.to_owned(),
-            sharding: ManifestSharding::from_spec(cfg.sharding(), self.routing_values),
+            sharding: ManifestSharding::from_spec(cfg.sharding(), self.routing_values.clone()),
             db_path_template: out.db_path_template.as_str().to_owned(),
             shard_prefix: out.shard_prefix.clone(),
             format_version: FORMAT_VERSION,
@@ -80,7 +80,12 @@ impl Commit<'_> {
         let manifest_ref = self.store.publish(&build, &shard_rows, &observer).await?;
         let manifest_ms = manifest_start.elapsed().as_millis() as u64;
 
-        // Best-effort cleanup of failed attempts (never returned).
+        // Best-effort cleanup of failed attempts: those the results name, and those only the
+        // run's claims know of (an engine task that died before returning its result).
+        let mut losers = losers;
+        losers.extend(self.claimed_losers(&winners).await);
+        losers.sort();
+        losers.dedup();
         for url in &losers {
             delete_prefix(self.resolver, url).await;
         }
@@ -206,6 +211,42 @@ pub(crate) fn select_winners(
     losers.sort();
     losers.dedup();
     Ok((winners, losers))
+}
+
+impl Commit<'_> {
+    /// URLs of the attempts this run claimed that did not win (best effort: a listing failure
+    /// leaves them for `shardy cleanup`).
+    async fn claimed_losers(&self, winners: &[ShardResult]) -> Vec<String> {
+        use futures::TryStreamExt as _;
+        let Ok(prefix) = self.resolver.resolve(self.config.s3_prefix()) else {
+            return Vec::new();
+        };
+        let dir = prefix.child(&[&attempt_claims_dir(self.run_id)]);
+        let listed: Vec<_> = match prefix.store.list(Some(&dir)).try_collect().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(run_id = self.run_id, error = %e, "listing the run's attempt claims failed");
+                return Vec::new();
+            }
+        };
+        let won: HashMap<u32, u32> = winners.iter().map(|w| (w.db_id, w.attempt)).collect();
+        let out = self.config.output();
+        listed
+            .iter()
+            .filter_map(|m| parse_attempt_claim(m.location.filename()?))
+            .filter(|(db, attempt)| won.get(db) != Some(attempt))
+            .map(|(db, attempt)| {
+                shard_attempt_url(
+                    self.config.s3_prefix(),
+                    &out.shard_prefix,
+                    self.run_id,
+                    &out.db_path_template,
+                    db,
+                    attempt,
+                )
+            })
+            .collect()
+    }
 }
 
 /// Delete every object under `url + "/"`, logging failures.

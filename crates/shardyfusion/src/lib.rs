@@ -104,6 +104,9 @@ pub mod reader {
     pub use shardyfusion_reader::*;
 }
 
+mod open;
+pub use open::ManifestStoreSpec;
+
 /// The default manifest store of a prefix: manifests and `_CURRENT` as objects under it,
 /// reached with default storage settings (environment credentials).
 #[cfg(feature = "s3")]

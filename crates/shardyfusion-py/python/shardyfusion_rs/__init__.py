@@ -1,0 +1,59 @@
+"""shardyfusion_rs: sharded SlateDB snapshots on object storage, written and read by the Rust
+shardyfusion engine.
+
+Write a dataset into N shards and publish it (``write_sharded``; Spark, Dask and Ray in
+``shardyfusion_rs.spark``, ``.dask`` and ``.ray``), then read it from any number of services
+(``ShardedReader``, ``ConcurrentShardedReader``, ``AsyncShardedReader``).
+"""
+
+from . import _native
+from .config import (
+    CelShardedWriteConfig,
+    Credentials,
+    HashShardedWriteConfig,
+    ObjectStoreManifest,
+    PostgresManifest,
+    RetryConfig,
+    S3ConnectionOptions,
+    SqliteManifest,
+    WriteConfig,
+)
+from .errors import *  # noqa: F403
+from .errors import __all__ as _errors
+from .reader import (
+    AsyncShardedReader,
+    ConcurrentShardedReader,
+    ReaderHealth,
+    ShardDetail,
+    ShardedReader,
+    SnapshotInfo,
+)
+from .values import ValueSpec
+from .writer import BuildResult, ShardWinner, write_sharded, write_single_db
+
+#: The writer version: engine results from another version are refused at commit.
+__version__: str = _native.WRITER_VERSION
+
+__all__ = [
+    "AsyncShardedReader",
+    "BuildResult",
+    "CelShardedWriteConfig",
+    "ConcurrentShardedReader",
+    "Credentials",
+    "HashShardedWriteConfig",
+    "ObjectStoreManifest",
+    "PostgresManifest",
+    "ReaderHealth",
+    "RetryConfig",
+    "S3ConnectionOptions",
+    "ShardDetail",
+    "ShardWinner",
+    "ShardedReader",
+    "SnapshotInfo",
+    "SqliteManifest",
+    "ValueSpec",
+    "WriteConfig",
+    "write_sharded",
+    "write_single_db",
+    *_errors,
+]

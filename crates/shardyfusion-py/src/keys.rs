@@ -1,0 +1,89 @@
+//! Python keys, values and routing contexts to and from their Rust forms.
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString};
+use shardyfusion::cel::{CelValue, RoutingContext};
+use shardyfusion::{Error, Key};
+
+use crate::error::to_py;
+
+/// A key from `int`, `str` or `bytes` (`bool` is refused: it is not a key type).
+pub(crate) fn key(obj: &Bound<'_, PyAny>) -> PyResult<Key> {
+    if obj.is_instance_of::<PyBool>() {
+        return Err(to_py(Error::config(
+            "a key must be int, str or bytes, got bool",
+        )));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        return obj.extract::<i64>().map(Key::Int).map_err(|_| {
+            to_py(Error::config(format!(
+                "integer key {obj} is outside the signed 64-bit range"
+            )))
+        });
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Key::Str(s.to_str()?.to_owned()));
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Key::Bytes(b.as_bytes().to_vec()));
+    }
+    Err(to_py(Error::config(format!(
+        "a key must be int, str or bytes, got {}",
+        obj.get_type().name()?
+    ))))
+}
+
+/// A list of keys.
+pub(crate) fn keys(objs: &Bound<'_, PyAny>) -> PyResult<Vec<Key>> {
+    objs.try_iter()?.map(|k| key(&k?)).collect()
+}
+
+/// A key as a Python object.
+pub(crate) fn key_to_py<'py>(py: Python<'py>, k: &Key) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match k {
+        Key::Int(i) => i.into_pyobject(py)?.into_any(),
+        Key::Str(s) => PyString::new(py, s).into_any(),
+        Key::Bytes(b) => PyBytes::new(py, b).into_any(),
+    })
+}
+
+fn cel_value(obj: &Bound<'_, PyAny>) -> PyResult<CelValue> {
+    if obj.is_instance_of::<PyBool>() {
+        return Ok(CelValue::Bool(obj.extract()?));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        if let Ok(i) = obj.extract::<i64>() {
+            return Ok(CelValue::Int(i));
+        }
+        return Ok(CelValue::Uint(obj.extract()?));
+    }
+    if obj.is_instance_of::<PyFloat>() {
+        return Ok(CelValue::Double(obj.extract()?));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(CelValue::Str(s.to_str()?.to_owned()));
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(CelValue::Bytes(b.as_bytes().to_vec()));
+    }
+    Err(PyTypeError::new_err(format!(
+        "a routing context value must be int, float, bool, str or bytes, got {}",
+        obj.get_type().name()?
+    )))
+}
+
+/// A routing context from a `dict` (or `None`).
+pub(crate) fn routing_context(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<RoutingContext>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    let dict = obj
+        .cast::<PyDict>()
+        .map_err(|_| PyTypeError::new_err("routing_context must be a dict of column -> value"))?;
+    let mut ctx = RoutingContext::new();
+    for (k, v) in dict.iter() {
+        ctx.insert(k.extract::<String>()?, cel_value(&v)?);
+    }
+    Ok(Some(ctx))
+}
