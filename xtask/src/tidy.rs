@@ -61,6 +61,8 @@ const LAYERS: &[(&str, Option<&[&str]>)] = &[
     ),
     ("shardyfusion-cli", None),
     ("shardyfusion", None),
+    // The Python bindings: the facade "and anything above" it.
+    ("shardyfusion-py", Some(&["shardyfusion"])),
     ("xtask", Some(&[])),
 ];
 
@@ -373,7 +375,7 @@ mod tests {
 
     #[test]
     fn layering_table_has_every_design_crate() {
-        assert_eq!(LAYERS.len(), 14);
+        assert_eq!(LAYERS.len(), 15);
         assert!(LAYERS.iter().any(|(c, a)| *c == "shardyfusion-reader"
             && a.is_some_and(|a| !a.contains(&"shardyfusion-manifest"))));
     }
