@@ -9,6 +9,7 @@
 //! * CEL per-row routing cost (`shardyfusion-cel/benches/eval.rs`, criterion), with `--cel`.
 //! * Scale (`shardyfusion-writer/benches/scale.rs` and `shardy write`), with `--scale` alone:
 //!   generated Parquet datasets of 2 M and 20 M rows into 64 shards, rows/s and peak RSS.
+//! * The Python bindings and Spark (`pybench.rs`), with `--python` alone.
 
 use std::path::Path;
 
@@ -124,7 +125,7 @@ fn read_bench(root: &Path, rows: u64) -> Result<()> {
 
 /// Peak RSS (MiB) and wall time of a child process, its `/proc/<pid>/status` high-water mark
 /// polled until it exits.
-fn measure_child(cmd: &mut std::process::Command) -> Result<(f64, f64, String)> {
+pub(crate) fn measure_child(cmd: &mut std::process::Command) -> Result<(f64, f64, String)> {
     let start = std::time::Instant::now();
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
@@ -162,7 +163,7 @@ fn measure_child(cmd: &mut std::process::Command) -> Result<(f64, f64, String)> 
 }
 
 /// The newest bench binary `name-<hash>` in `target/release/deps`.
-fn bench_binary(root: &Path, name: &str) -> Result<std::path::PathBuf> {
+pub(crate) fn bench_binary(root: &Path, name: &str) -> Result<std::path::PathBuf> {
     let deps = root.join("target/release/deps");
     std::fs::read_dir(&deps)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -176,7 +177,7 @@ fn bench_binary(root: &Path, name: &str) -> Result<std::path::PathBuf> {
 }
 
 /// `METRIC name value` from a bench's output.
-fn metric(out: &str, name: &str) -> Result<f64> {
+pub(crate) fn metric(out: &str, name: &str) -> Result<f64> {
     out.lines()
         .find_map(|l| l.strip_prefix(&format!("METRIC {name} ")))
         .and_then(|v| v.trim().parse().ok())
@@ -348,6 +349,9 @@ fn scale_bench(root: &Path) -> Result<()> {
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     if args.iter().any(|a| a == "--scale") {
         return scale_bench(root);
+    }
+    if args.iter().any(|a| a == "--python") {
+        return crate::pybench::run(root);
     }
     let rows: u64 = args
         .iter()

@@ -108,7 +108,7 @@ fn python_tests(root: &Path, venv: &Path, env: &[(String, String)]) -> Result<()
 }
 
 /// `PATH` with `dir` first.
-fn path_with(dir: &Path) -> std::ffi::OsString {
+pub(crate) fn path_with(dir: &Path) -> std::ffi::OsString {
     let mut paths = vec![dir.to_path_buf()];
     paths.extend(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),

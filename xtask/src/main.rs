@@ -10,13 +10,15 @@
 //! * `cargo xtask features` — the facade compiles with each feature alone (like
 //!   `cargo hack check --each-feature`).
 //! * `cargo xtask bench [--rows N] [--cel]` — benchmarks as ratios against raw SlateDB;
-//!   `cargo xtask bench --scale` — the scale scenario (2 M and 20 M rows, peak RSS).
+//!   `cargo xtask bench --scale` — the scale scenario (2 M and 20 M rows, peak RSS);
+//!   `cargo xtask bench --python` — the Python bindings and Spark against Rust.
 
 #![allow(clippy::print_stdout)]
 
 mod bench;
 mod codegen;
 mod it;
+mod pybench;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -50,7 +52,7 @@ fn run() -> Result<()> {
         Some("codegen") => codegen::run(&root, args.iter().any(|a| a == "--check")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | it | test | tidy | codegen [--check] | features | bench [--rows N] [--cel] | bench --scale>"
+                "usage: cargo xtask <ci | it | test | tidy | codegen [--check] | features | bench [--rows N] [--cel] | bench --scale | bench --python>"
             );
             bail!("unknown or missing command")
         }
