@@ -421,6 +421,9 @@ impl Reader {
             concurrent = concurrent.with_thread_safety(t.parse::<ThreadSafety>()?);
         }
         if let Some(n) = self.max_workers {
+            if n == 0 {
+                return Err(Error::config("max_workers must be at least 1, got 0"));
+            }
             concurrent = concurrent.with_max_in_flight(n);
         }
         if let Some(s) = self.pool_checkout_timeout {

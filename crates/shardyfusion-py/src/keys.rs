@@ -1,6 +1,5 @@
 //! Python keys, values and routing contexts to and from their Rust forms.
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString};
 use shardyfusion::cel::{CelValue, RoutingContext};
@@ -8,25 +7,27 @@ use shardyfusion::{Error, Key};
 
 use crate::error::to_py;
 
-/// A key from `int`, `str` or `bytes` (`bool` is refused: it is not a key type).
+/// A key from `int` (or any integer with `__index__`, such as NumPy's), `str` or `bytes`
+/// (`bool` is refused: it is not a key type).
 pub(crate) fn key(obj: &Bound<'_, PyAny>) -> PyResult<Key> {
     if obj.is_instance_of::<PyBool>() {
         return Err(to_py(Error::config(
             "a key must be int, str or bytes, got bool",
         )));
     }
-    if obj.is_instance_of::<PyInt>() {
-        return obj.extract::<i64>().map(Key::Int).map_err(|_| {
-            to_py(Error::config(format!(
-                "integer key {obj} is outside the signed 64-bit range"
-            )))
-        });
-    }
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(Key::Str(s.to_str()?.to_owned()));
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(Key::Bytes(b.as_bytes().to_vec()));
+    }
+    if obj.is_instance_of::<PyInt>() || obj.hasattr("__index__")? {
+        let int = obj.call_method0("__index__")?;
+        return int.extract::<i64>().map(Key::Int).map_err(|_| {
+            to_py(Error::config(format!(
+                "integer key {int} is outside the signed 64-bit range"
+            )))
+        });
     }
     Err(to_py(Error::config(format!(
         "a key must be int, str or bytes, got {}",
@@ -56,7 +57,11 @@ fn cel_value(obj: &Bound<'_, PyAny>) -> PyResult<CelValue> {
         if let Ok(i) = obj.extract::<i64>() {
             return Ok(CelValue::Int(i));
         }
-        return Ok(CelValue::Uint(obj.extract()?));
+        return obj.extract().map(CelValue::Uint).map_err(|_| {
+            to_py(Error::config(format!(
+                "routing context integer {obj} is outside the 64-bit range"
+            )))
+        });
     }
     if obj.is_instance_of::<PyFloat>() {
         return Ok(CelValue::Double(obj.extract()?));
@@ -67,10 +72,10 @@ fn cel_value(obj: &Bound<'_, PyAny>) -> PyResult<CelValue> {
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(CelValue::Bytes(b.as_bytes().to_vec()));
     }
-    Err(PyTypeError::new_err(format!(
+    Err(to_py(Error::config(format!(
         "a routing context value must be int, float, bool, str or bytes, got {}",
         obj.get_type().name()?
-    )))
+    ))))
 }
 
 /// A routing context from a `dict` (or `None`).
@@ -78,12 +83,19 @@ pub(crate) fn routing_context(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option
     let Some(obj) = obj.filter(|o| !o.is_none()) else {
         return Ok(None);
     };
-    let dict = obj
-        .cast::<PyDict>()
-        .map_err(|_| PyTypeError::new_err("routing_context must be a dict of column -> value"))?;
+    let dict = obj.cast::<PyDict>().map_err(|_| {
+        to_py(Error::config(
+            "routing_context must be a dict of column name -> value",
+        ))
+    })?;
     let mut ctx = RoutingContext::new();
     for (k, v) in dict.iter() {
-        ctx.insert(k.extract::<String>()?, cel_value(&v)?);
+        let name = k.extract::<String>().map_err(|_| {
+            to_py(Error::config(format!(
+                "routing_context keys are column names (str), got {k}"
+            )))
+        })?;
+        ctx.insert(name, cel_value(&v)?);
     }
     Ok(Some(ctx))
 }

@@ -36,11 +36,29 @@ fn refs(keys: &[Key]) -> Vec<KeyRef<'_>> {
 #[pyclass(module = "shardyfusion_rs._native", frozen)]
 pub(crate) struct Reader {
     inner: Arc<ConcurrentShardedReader>,
+    /// The process that opened it: its runtime's threads do not exist in a forked child.
+    pid: u32,
 }
 
 impl Reader {
-    fn asynchronous(&self) -> Arc<AsyncShardedReader> {
-        self.inner.as_async().clone()
+    /// The Rust reader, unless this is a forked child of the process that opened it (whose
+    /// copy would wait forever for threads that were not forked).
+    fn reader(&self) -> PyResult<&ConcurrentShardedReader> {
+        if std::process::id() != self.pid {
+            return Err(to_py(shardyfusion::Error::new(
+                shardyfusion::ErrorKind::ReaderState,
+                format!(
+                    "this reader was opened in process {} and cannot be used after fork: open a \
+                     new reader in the child (e.g. in a post-fork hook)",
+                    self.pid
+                ),
+            )));
+        }
+        Ok(&self.inner)
+    }
+
+    fn asynchronous(&self) -> PyResult<Arc<AsyncShardedReader>> {
+        Ok(self.reader()?.as_async().clone())
     }
 }
 
@@ -82,6 +100,7 @@ impl Reader {
         .py()?;
         Ok(Reader {
             inner: Arc::new(inner),
+            pid: std::process::id(),
         })
     }
 
@@ -95,8 +114,9 @@ impl Reader {
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let key = keys::key(key)?;
         let ctx = keys::routing_context(routing_context)?;
+        let reader = self.reader()?;
         let value = detached(py, || {
-            self.inner.get_with_context(key.as_key_ref(), ctx.as_ref())
+            reader.get_with_context(key.as_key_ref(), ctx.as_ref())
         })
         .py()?;
         Ok(value.map(|v| PyBytes::new(py, &v)))
@@ -112,9 +132,9 @@ impl Reader {
     ) -> PyResult<Bound<'py, PyDict>> {
         let keys = keys::keys(keys)?;
         let ctx = keys::routing_context(routing_context)?;
+        let reader = self.reader()?;
         let found = detached(py, || {
-            self.inner
-                .multi_get_with_context(&refs(&keys), ctx.as_ref())
+            reader.multi_get_with_context(&refs(&keys), ctx.as_ref())
         })
         .py()?;
         values_to_py(py, &found)
@@ -122,7 +142,8 @@ impl Reader {
 
     /// Swap to the newest snapshot; `True` when it changed.
     fn refresh(&self, py: Python<'_>) -> PyResult<bool> {
-        detached(py, || self.inner.refresh()).py()
+        let reader = self.reader()?;
+        detached(py, || reader.refresh()).py()
     }
 
     /// The shard `key` routes to.
@@ -134,12 +155,14 @@ impl Reader {
     ) -> PyResult<u32> {
         let key = keys::key(key)?;
         let ctx = keys::routing_context(routing_context)?;
-        self.inner.route_key(key.as_key_ref(), ctx.as_ref()).py()
+        self.reader()?
+            .route_key(key.as_key_ref(), ctx.as_ref())
+            .py()
     }
 
     /// The loaded snapshot as a dict.
     fn snapshot_info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.inner.snapshot_info().py()?;
+        let s = self.reader()?.snapshot_info().py()?;
         let d = PyDict::new(py);
         d.set_item("run_id", s.run_id)?;
         d.set_item("num_dbs", s.num_dbs)?;
@@ -155,7 +178,7 @@ impl Reader {
     /// Every shard of the loaded snapshot, as dicts.
     fn shard_details<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
-        for s in self.inner.shard_details().py()? {
+        for s in self.reader()?.shard_details().py()? {
             let d = PyDict::new(py);
             d.set_item("db_id", s.db_id)?;
             d.set_item("row_count", s.row_count)?;
@@ -184,7 +207,7 @@ impl Reader {
                 })
             })
             .transpose()?;
-        let h = self.inner.health(threshold);
+        let h = self.reader()?.health(threshold);
         let d = PyDict::new(py);
         d.set_item("status", h.status.as_str())?;
         d.set_item("manifest_ref", h.manifest_ref)?;
@@ -196,12 +219,15 @@ impl Reader {
 
     /// The snapshot's key encoding (`u64be`, `u32be`, `utf8`, `raw`).
     fn key_encoding(&self) -> PyResult<&'static str> {
-        Ok(self.inner.key_encoding().py()?.as_str())
+        Ok(self.reader()?.key_encoding().py()?.as_str())
     }
 
-    /// Close the reader (later calls raise `ReaderStateError`); idempotent.
+    /// Close the reader (later calls raise `ReaderStateError`); idempotent. In a forked
+    /// child it does nothing: the reader belongs to the parent.
     fn close(&self, py: Python<'_>) {
-        detached(py, || self.inner.close());
+        if let Ok(reader) = self.reader() {
+            detached(py, || reader.close());
+        }
     }
 
     /// `get` on the runtime; `callback(ok, value_or_exception)` is called when it completes.
@@ -214,7 +240,7 @@ impl Reader {
     ) -> PyResult<()> {
         let key = keys::key(key)?;
         let ctx = keys::routing_context(routing_context)?;
-        let reader = self.asynchronous();
+        let reader = self.asynchronous()?;
         runtime().py()?.spawn(async move {
             let r = reader
                 .get_with_context(key.as_key_ref(), ctx.as_ref())
@@ -237,7 +263,7 @@ impl Reader {
     ) -> PyResult<()> {
         let keys = keys::keys(keys)?;
         let ctx = keys::routing_context(routing_context)?;
-        let reader = self.asynchronous();
+        let reader = self.asynchronous()?;
         runtime().py()?.spawn(async move {
             let r = reader
                 .multi_get_with_context(&refs(&keys), ctx.as_ref())
@@ -251,7 +277,7 @@ impl Reader {
 
     /// `refresh` on the runtime, completed through `callback`.
     fn refresh_async(&self, callback: Py<PyAny>) -> PyResult<()> {
-        let reader = self.asynchronous();
+        let reader = self.asynchronous()?;
         runtime().py()?.spawn(async move {
             let r = reader.refresh().await;
             complete(callback, r, |py, changed| {

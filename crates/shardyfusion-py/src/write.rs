@@ -5,13 +5,12 @@ use std::sync::{Arc, Mutex};
 use arrow_array::ffi_stream::RecordBatchStreamReader;
 use arrow_array::{Array as _, RecordBatch};
 use arrow_pyarrow::{PyArrowType, ToPyArrow};
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use shardyfusion::writer::{Build, BuildPlan, BuildResult, ShardResult, ShardedWriter};
 use shardyfusion::{Error, ErrorKind, Result};
 
 use crate::config::{self, parse};
-use crate::error::IntoPy as _;
+use crate::error::{IntoPy as _, to_py};
 use crate::runtime::block_on;
 
 fn writer(config_json: &str) -> Result<ShardedWriter> {
@@ -161,7 +160,11 @@ impl EngineBuild {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
-            .ok_or_else(|| PyRuntimeError::new_err("this build was already committed or aborted"))
+            .ok_or_else(|| {
+                to_py(Error::config(
+                    "this build was already committed or aborted: begin a new one",
+                ))
+            })
     }
 }
 

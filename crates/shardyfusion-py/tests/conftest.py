@@ -17,6 +17,8 @@ import shardyfusion_rs as sf
 
 ROWS = 20_000
 REGIONS = [f"r{i}" for i in range(8)]
+#: CEL routing values: the eight regions, and one no row has (an empty shard for every engine).
+CEL_VALUES = REGIONS + ["zz-empty"]
 
 
 def _env(name: str) -> str:
@@ -75,7 +77,7 @@ class Location:
             s3_prefix=self.prefix,
             cel_expr="region",
             cel_columns={"region": "string"},
-            routing_values=REGIONS,
+            routing_values=CEL_VALUES,
             **self.settings,
             **kw,
         )

@@ -14,7 +14,7 @@ import pytest
 
 import shardyfusion_rs as sf
 from shardyfusion_rs import _engine
-from conftest import REGIONS, ROWS, Location, multiget_results, rows_table
+from conftest import CEL_VALUES, REGIONS, ROWS, Location, multiget_results, rows_table
 
 VALUE = sf.ValueSpec.binary_col("payload")
 
@@ -46,7 +46,7 @@ def _shardy_write(shardy, loc: Location, table: pa.Table, tmp: Path, cel: bool) 
     pq.write_table(table, src)
     args = ["write", "--no-progress", "--input", str(src), "--key-col", "id", "--value-col", "payload", "--prefix", loc.prefix]
     if cel:
-        args += ["--cel-expr", "region", "--cel-column", "region:string", "--routing-values", ",".join(REGIONS)]
+        args += ["--cel-expr", "region", "--cel-column", "region:string", "--routing-values", ",".join(CEL_VALUES)]
     else:
         args += ["--num-dbs", "8"]
     shardy.run(loc, *args)
@@ -63,7 +63,8 @@ def test_engine_writes_what_shardy_writes(engine, sharding, location, request, t
     cel = sharding == "cel"
     config = location.cel_config() if cel else location.hash_config(num_dbs=8)
     result = _engine_write(engine, request, table, config)
-    assert (result.rows_written, result.num_dbs) == (ROWS, 8)
+    # CEL has a ninth routing value no row has: every engine must record its empty shard.
+    assert (result.rows_written, result.num_dbs, result.num_winners) == (ROWS, 9 if cel else 8, 8)
 
     ids = table.column("id").to_pylist()
     payloads = table.column("payload").to_pylist()
@@ -96,6 +97,9 @@ def test_engine_writes_what_shardy_writes(engine, sharding, location, request, t
     twin = Location(location.prefix + "-shardy", location.settings, location.kind)
     _shardy_write(shardy, twin, table, tmp_path, cel)
     assert _shape(twin) == engine_shape
+    if not cel:
+        with twin.reader() as r:
+            assert r.multi_get(ids) == dict(zip(ids, payloads))
 
 
 def test_spark_task_retry_publishes_whole_and_cleans_the_loser(spark, local, table):
@@ -128,6 +132,32 @@ def test_spark_task_retry_publishes_whole_and_cleans_the_loser(spark, local, tab
     assert any(not a.endswith("attempt=00") for a in attempts), f"no retried attempt: {attempts}"
     assert {f"file://{run_dir}/{a}" for a in attempts} == winners, "a losing attempt was left behind"
     assert not (Path(local.prefix) / "_claims").exists() or not any((Path(local.prefix) / "_claims").rglob("*.*"))
+
+
+def test_spark_task_that_always_fails_publishes_nothing(spark, local, table):
+    from shardyfusion_rs import spark as sfs
+
+    sf.write_sharded(table, local.hash_config(num_dbs=8), key_col="id", value_spec=VALUE)
+    before = (Path(local.prefix) / "_CURRENT").read_bytes()
+
+    def broken(row):
+        if row["id"] == 4242:
+            raise ValueError("row 4242 cannot be encoded")
+        return row["payload"]
+
+    df = spark.createDataFrame(table.to_pandas())
+    with pytest.raises(sf.ConfigValidationError, match="row 4242 cannot be encoded"):
+        sfs.write_sharded(df, local.hash_config(num_dbs=8), key_col="id", value_spec=sf.ValueSpec.callable_encoder(broken))
+    assert (Path(local.prefix) / "_CURRENT").read_bytes() == before
+    import re
+
+    statuses = [
+        re.search(r"^status: (\w+)", p.read_text(), re.M).group(1)
+        for p in (Path(local.prefix) / "runs").rglob("run.yaml")
+    ]
+    assert sorted(statuses) == ["failed", "succeeded"], statuses
+    with pytest.raises(sf.ConfigValidationError, match="'nope'"):
+        sfs.write_sharded(df, local.hash_config(num_dbs=8), key_col="nope", value_spec=VALUE)
 
 
 def test_duplicate_results_have_one_winner(local, table):

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 import shardyfusion_rs as sf
-from conftest import REGIONS, ROWS, rows_table
+from conftest import CEL_VALUES, REGIONS, ROWS, rows_table
 
 
 def test_write_and_read_every_key(location, table):
@@ -80,6 +80,16 @@ def test_inputs_records_pandas_and_encoders(local):
     sf.write_sharded(df, local.hash_config(num_dbs=2), key_col="id", value_spec=sf.ValueSpec.json_cols(["b", "a"]))
     with local.reader() as r:
         assert r.get(7) == b'{"a":14,"b":"x"}'
+    # A filtered frame (its index is not 0..n) writes its columns only, and its row count is
+    # known up front (max_keys_per_shard needs it).
+    filtered = df[df.id % 2 == 1]
+    res = sf.write_sharded(
+        filtered, local.hash_config(max_keys_per_shard=10), key_col="id", value_spec=sf.ValueSpec.json_cols()
+    )
+    assert res.num_dbs == 5
+    with local.reader() as r:
+        assert r.get(7) == b'{"a":14,"b":"x"}' and r.get(8) is None
+        assert r.multi_get(filtered.id.values[:2]) == {1: b'{"a":2,"b":"x"}', 3: b'{"a":6,"b":"x"}'}
 
     enc = sf.ValueSpec.callable_encoder(lambda row: f"{row['id']}:{row['b']}".encode())
     sf.write_sharded(df, local.hash_config(num_dbs=2), key_col="id", value_spec=enc)
@@ -104,8 +114,19 @@ def test_bad_records_abort_cleanly(local, table):
         yield (1, b"a")
         raise RuntimeError("the source went away")
 
-    with pytest.raises(sf.ConfigValidationError, match="the source went away"):
+    with pytest.raises(sf.ConfigValidationError, match="the source went away") as e:
         sf.write_sharded(boom(), local.hash_config(num_dbs=8))
+    assert isinstance(e.value.__cause__, RuntimeError)
+
+    def late():
+        for i in range(50_000):
+            yield (i, b"v")
+        raise OSError("the disk under the source failed")
+
+    with pytest.raises(sf.ConfigValidationError, match="disk under the source") as e:
+        sf.write_sharded(late(), local.hash_config(num_dbs=8))
+    assert isinstance(e.value.__cause__, OSError), "the input's own exception is the cause"
+    assert str(e.value).startswith("reading the input failed: ") and "C Data" not in str(e.value), str(e.value)
     with pytest.raises(sf.ConfigValidationError, match="bytes"):
         sf.write_sharded([(1, 2)], local.hash_config(num_dbs=8))
     with local.reader() as r:
@@ -121,11 +142,17 @@ def test_single_db_and_cel(local, table):
         sf.write_single_db(table, local.cel_config(), key_col="id", value_spec=sf.ValueSpec.binary_col("payload"))
 
     res = sf.write_sharded(table, local.cel_config(), key_col="id", value_spec=sf.ValueSpec.binary_col("payload"))
-    assert res.num_dbs == len(REGIONS)
+    assert res.num_dbs == len(CEL_VALUES) and res.num_winners == len(REGIONS)
     with local.reader() as r:
         assert r.get(5, routing_context={"region": REGIONS[(5 * 7) % 8]}) == b"value-5-0"
         assert r.route_key(5, {"region": "r3"}) == 3
+        assert r.shard_for_key(5, {"region": "r3"}).db_id == 3
         assert r.get(5, routing_context={"region": "nowhere"}) is None
+        with pytest.raises(sf.ConfigValidationError, match="routing_context"):
+            r.get(5, routing_context=["r3"])
+        with pytest.raises(sf.ConfigValidationError, match="routing context value"):
+            r.get(5, routing_context={"region": object()})
+        assert r.key_encoding == "u64be"
 
 
 def test_manifest_stores_sqlite_and_postgres(tmp_path, table):
@@ -207,7 +234,12 @@ def test_asyncio_reader(local, table):
     asyncio.run(main())
 
 
-def _child(prefix: str, q) -> None:
+def _child(prefix: str, q, inherited) -> None:
+    try:
+        inherited.get(11)
+        q.put("the inherited reader answered after fork")
+    except sf.ReaderStateError as e:
+        q.put(f"refused: {e}")
     try:
         sf.write_sharded([(i, b"c") for i in range(50)], sf.HashShardedWriteConfig(s3_prefix=prefix + "-child", num_dbs=2))
         with sf.ShardedReader(prefix) as r:
@@ -218,14 +250,21 @@ def _child(prefix: str, q) -> None:
 
 def test_fork_after_use_and_pickling(local, table):
     sf.write_sharded(table, local.hash_config(num_dbs=8), key_col="id", value_spec=sf.ValueSpec.binary_col("payload"))
-    with local.reader() as r:
-        assert r.get(11) == b"value-11-0"  # the runtime is running in the parent
+    r = local.reader()
+    assert r.get(11) == b"value-11-0"  # runtimes are running in the parent
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(local.prefix, q))
+    p = ctx.Process(target=_child, args=(local.prefix, q, r))
     p.start()
     p.join(60)
-    assert p.exitcode == 0 and q.get(timeout=5) == b"value-11-0"
+    if p.is_alive():
+        p.terminate()
+        pytest.fail("the forked child hung")
+    first, second = q.get(timeout=5), q.get(timeout=5)
+    assert first.startswith("refused: ") and "after fork" in first, first
+    assert p.exitcode == 0 and second == b"value-11-0", second
+    assert r.get(11) == b"value-11-0"  # the parent's reader is untouched
+    r.close()
     cfg = local.cel_config(shard_retry=sf.RetryConfig(max_retries=1))
     assert pickle.loads(pickle.dumps(cfg)) == cfg
     assert "secret" not in repr(sf.Credentials("id", "secret"))

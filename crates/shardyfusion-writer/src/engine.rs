@@ -113,17 +113,23 @@ impl ShardedWriter {
         let input = self
             .open_arrow(batches, &plan.key_col, value, options)
             .await?;
+        let scratch = self
+            .config()
+            .output()
+            .local_root
+            .join(format!("task={}", uuid::Uuid::new_v4().simple()));
         let target = Shards {
             run_id: &plan.run_id,
             owned: Some(shards),
             started: Instant::now(),
+            scratch: &scratch,
         };
         let results = self
             .write_shards(&routing, &target, options, async |session, router| {
                 input.feed(session, router, &plan.key_col).await
             })
             .await;
-        self.remove_scratch(&plan.run_id).await;
+        let _ = tokio::fs::remove_dir_all(&scratch).await;
         Ok(results?
             .into_iter()
             .filter(|r| shards.contains(&r.db_id))

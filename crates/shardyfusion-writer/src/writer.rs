@@ -153,6 +153,7 @@ impl ShardedWriter {
             run_id: &build.plan.run_id,
             owned: None,
             started: build.started,
+            scratch: &self.config.output().local_root,
         };
         match self.write_shards(&plan, &shards, options, feed).await {
             Ok(results) => {
@@ -255,7 +256,7 @@ impl ShardedWriter {
             shard_prefix: out.shard_prefix.clone(),
             run_id: shards.run_id.to_owned(),
             template: out.db_path_template.clone(),
-            local_root: out.local_root.clone(),
+            local_root: shards.scratch.to_path_buf(),
             batch_size: cfg.batch_size(),
             num_dbs: plan.num_dbs,
             retry: cfg.shard_retry().cloned(),
@@ -352,6 +353,10 @@ pub(crate) struct Shards<'a> {
     /// The shards of an engine partition (`None`: every shard of the build).
     pub(crate) owned: Option<&'a [u32]>,
     pub(crate) started: Instant,
+    /// Local scratch root of this session (spools, attempt dirs): the configured `local_root`
+    /// for a whole write, a directory of its own for each engine partition (tasks of one
+    /// host run side by side and must not share or delete each other's spools).
+    pub(crate) scratch: &'a std::path::Path,
 }
 
 #[cfg(test)]

@@ -124,6 +124,47 @@ class Job:
         self._build.abort(f"{type(error).__name__}: {error}")
 
 
+def check_columns(
+    columns: Iterable[str], config: WriteConfig, key_col: str, value_spec: ValueSpec
+) -> None:
+    """Fail on the driver, before any task runs, when a column the write needs is missing."""
+    from .config import CelShardedWriteConfig
+    from .errors import ConfigValidationError
+
+    have = list(columns)
+    need = [(key_col, "key")]
+    if value_spec.kind == "binary_col" and value_spec.column:
+        need.append((value_spec.column, "value"))
+    if value_spec.kind == "json_cols" and value_spec.columns:
+        need += [(c, "value JSON") for c in value_spec.columns]
+    if isinstance(config, CelShardedWriteConfig):
+        need += [(c, "CEL routing") for c in config.cel_columns if c != key_col and c != "key"]
+    for name, role in need:
+        if name not in have:
+            raise ConfigValidationError(
+                f"the {role} column {name!r} is not in the input; its columns are {have}"
+            )
+
+
+def typed_task_error(e: BaseException) -> BaseException | None:
+    """The shardyfusion_rs exception a task raised, rebuilt on the driver from the engine's
+    wrapper (engines report task failures as their own exception types with the task's
+    traceback in the message)."""
+    import re
+
+    from . import errors
+
+    text = str(e)
+    found = re.findall(r"shardyfusion_rs\.errors\.(\w+Error): ([^\n]*)", text)
+    if not found:
+        return None
+    name, message = found[-1]
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.ShardyfusionError)):
+        return None
+    return cls(message)
+
+
 def needs_row_count(config: WriteConfig) -> bool:
     """Whether the shard count comes from the row count (``max_keys_per_shard``)."""
     return (

@@ -4,7 +4,7 @@ with ``__arrow_c_stream__``, or an iterable of records."""
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NoReturn
 
 import pyarrow as pa
 
@@ -63,6 +63,29 @@ def _peeked(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[p
     yield from rest
 
 
+class InputErrors:
+    """Remembers an exception raised by the caller's input (an iterator, an encoder) while
+    Rust reads it, so that the write's error can name it as its cause."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    def watch(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from batches
+        except BaseException as e:
+            self.error = e
+            raise
+
+    def reraise(self, err: BaseException) -> NoReturn:
+        """Raise ``err`` chained to the input's own exception (or that exception itself when
+        it is not an ``Exception``: ``KeyboardInterrupt``, ``SystemExit``)."""
+        cause = self.error
+        if cause is not None and not isinstance(cause, Exception):
+            raise cause
+        raise err from cause
+
+
 def as_stream(
     data: Any,
     *,
@@ -70,9 +93,12 @@ def as_stream(
     value_spec: ValueSpec | None,
     key_fn: Callable[[Any], Any] | None = None,
     value_fn: Callable[[Any], bytes] | None = None,
+    errors: InputErrors | None = None,
 ) -> tuple[pa.RecordBatchReader, ValueSpec, int | None]:
     """``data`` as a record batch reader, the value spec to write it with, and its row count
-    when known without reading it."""
+    when known without reading it. Exceptions the input raises while Rust reads it are kept
+    in ``errors``."""
+    errors = errors or InputErrors()
     rows: int | None = None
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
@@ -81,12 +107,13 @@ def as_stream(
         reader = data.to_reader()
     elif isinstance(data, pa.RecordBatchReader):
         reader = data
-    elif hasattr(data, "__arrow_c_stream__"):
-        reader = pa.RecordBatchReader.from_stream(data)
     elif type(data).__module__.startswith("pandas") and hasattr(data, "columns"):
+        # Before __arrow_c_stream__ (pandas has it too, and would carry its index along).
         table = pa.Table.from_pandas(data, preserve_index=False)
         rows = table.num_rows
         reader = table.to_reader()
+    elif hasattr(data, "__arrow_c_stream__"):
+        reader = pa.RecordBatchReader.from_stream(data)
     else:
         if value_spec is not None:
             raise ConfigValidationError(
@@ -105,18 +132,24 @@ def as_stream(
             schema = pa.schema([(key_col, pa.int64()), ("value", pa.binary())])
             reader = pa.RecordBatchReader.from_batches(schema, iter(()))
         else:
-            reader = pa.RecordBatchReader.from_batches(first.schema, _peeked(first, batches))
+            reader = pa.RecordBatchReader.from_batches(
+                first.schema, errors.watch(_peeked(first, batches))
+            )
         value_spec = ValueSpec.binary_col("value")
     if value_spec is None:
         raise ConfigValidationError(
             "value_spec is required for tabular inputs: ValueSpec.binary_col(...), json_cols(...) or callable_encoder(...)"
         )
     if value_spec.kind == "callable":
-        reader = encoded(reader, value_spec)
+        reader = encoded(reader, value_spec, errors)
     return reader, value_spec, rows
 
 
-def encoded(reader: pa.RecordBatchReader, spec: ValueSpec) -> pa.RecordBatchReader:
+def encoded(
+    reader: pa.RecordBatchReader, spec: ValueSpec, errors: InputErrors
+) -> pa.RecordBatchReader:
     """``reader`` with a callable encoder's output added to every batch."""
     schema = reader.schema.append(pa.field("__shardyfusion_value__", pa.binary()))
-    return pa.RecordBatchReader.from_batches(schema, (spec.encode_batch(b) for b in reader))
+    return pa.RecordBatchReader.from_batches(
+        schema, errors.watch(spec.encode_batch(b) for b in reader)
+    )

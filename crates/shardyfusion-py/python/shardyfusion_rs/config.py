@@ -102,7 +102,23 @@ class RetryConfig:
     backoff_multiplier: float = 2.0
 
 
-def _storage(credentials: Credentials | None, s3: S3ConnectionOptions | None) -> dict[str, Any]:
+def _storage(credentials: Any, s3: Any) -> dict[str, Any]:
+    from .errors import ConfigValidationError
+
+    if credentials is not None and not isinstance(credentials, Credentials):
+        raise ConfigValidationError(
+            f"credentials must be shardyfusion_rs.Credentials, got {type(credentials).__name__}; "
+            "without them the default AWS chain is used"
+        )
+    if isinstance(s3, dict):
+        try:
+            s3 = S3ConnectionOptions(**s3)
+        except TypeError as e:
+            raise ConfigValidationError(f"s3_connection_options: {e}") from None
+    if s3 is not None and not isinstance(s3, S3ConnectionOptions):
+        raise ConfigValidationError(
+            f"s3_connection_options must be S3ConnectionOptions or a dict, got {type(s3).__name__}"
+        )
     return {
         "credentials": dataclasses.asdict(credentials) if credentials else None,
         "s3_connection_options": dataclasses.asdict(s3) if s3 else None,
@@ -123,6 +139,8 @@ class WriteConfig:
     custom_manifest_fields: dict[str, Any] | None = None
     manifest_store: ManifestStore | None = None
     credentials: Credentials | None = None
+    #: The Python library's name for ``credentials`` (static keys only).
+    credential_provider: Credentials | None = None
     s3_connection_options: S3ConnectionOptions | None = None
     shard_retry: RetryConfig | None = None
 
@@ -146,7 +164,9 @@ class WriteConfig:
             ),
             "shard_retry": dataclasses.asdict(self.shard_retry) if self.shard_retry else None,
         }
-        out.update(_storage(self.credentials, self.s3_connection_options))
+        out.update(
+            _storage(self.credentials or self.credential_provider, self.s3_connection_options)
+        )
         return json.dumps(out)
 
     def _single_db(self) -> "WriteConfig":
@@ -175,7 +195,7 @@ class CelShardedWriteConfig(WriteConfig):
     cel_expr: str
     cel_columns: dict[str, str]
     routing_values: Sequence[int | str] | None = None
-    infer_routing_values: bool = False
+    infer_routing_values_from_data: bool = False
 
     def _sharding(self) -> dict[str, Any]:
         return {
@@ -183,7 +203,7 @@ class CelShardedWriteConfig(WriteConfig):
             "cel_expr": self.cel_expr,
             "cel_columns": dict(self.cel_columns),
             "routing_values": list(self.routing_values) if self.routing_values is not None else None,
-            "infer_routing_values": self.infer_routing_values,
+            "infer_routing_values": self.infer_routing_values_from_data,
         }
 
     def _single_db(self) -> "WriteConfig":

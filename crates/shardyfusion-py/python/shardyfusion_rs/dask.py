@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from ._engine import SHARD_COL, Job, Task, needs_row_count
+from ._engine import SHARD_COL, Job, Task, check_columns, needs_row_count, typed_task_error
 from .config import WriteConfig
 from .values import ValueSpec
 from .writer import BuildResult
@@ -54,6 +54,7 @@ def write_sharded(
     current Dask client, or the default scheduler). Every row is re-routed in the worker that
     writes it (``verify_routing`` is always in force). Raises with ``_CURRENT`` unchanged."""
     del verify_routing
+    check_columns(list(ddf.columns), config, key_col, value_spec)
     import numpy as np
     import pandas as pd
 
@@ -82,6 +83,9 @@ def write_sharded(
         return job.commit(results)
     except BaseException as e:
         job.abort(e)
+        typed = typed_task_error(e)
+        if typed is not None and not isinstance(e, type(typed)):
+            raise typed from e
         raise
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from ._engine import SHARD_COL, Job, Task, needs_row_count
+from ._engine import SHARD_COL, Job, Task, check_columns, needs_row_count, typed_task_error
 from .config import WriteConfig
 from .errors import ShardCoverageError
 from .values import ValueSpec
@@ -50,6 +50,7 @@ def write_sharded(
     re-routed in the task that writes it (``verify_routing`` is always in force). Raises with
     ``_CURRENT`` unchanged."""
     del verify_routing
+    check_columns(list(ds.schema().names), config, key_col, value_spec)
     if expected_rows is None and needs_row_count(config):
         expected_rows = ds.count()
     job = Job(
@@ -84,6 +85,9 @@ def write_sharded(
         return job.commit(results)
     except BaseException as e:
         job.abort(e)
+        typed = typed_task_error(e)
+        if typed is not None and not isinstance(e, type(typed)):
+            raise typed from e
         raise
 
 

@@ -73,15 +73,9 @@ def _options(
     metrics_collector: Any = None,
     rate_limiter: Any = None,
 ) -> str:
-    if credential_provider is not None:
-        if not isinstance(credential_provider, Credentials):
-            raise ConfigValidationError(
-                "credential_provider must be shardyfusion_rs.Credentials (static keys); "
-                "without it the default AWS chain is used"
-            )
-        credentials = credentials or credential_provider
+    credentials = credentials or credential_provider
     if isinstance(s3_connection_options, Mapping):
-        s3_connection_options = S3ConnectionOptions(**s3_connection_options)
+        s3_connection_options = dict(s3_connection_options)  # checked with the rest
     for name, value in (("metrics_collector", metrics_collector), ("rate_limiter", rate_limiter)):
         if value is not None:
             raise ConfigValidationError(f"{name} is not supported by shardyfusion_rs readers yet")
@@ -134,9 +128,21 @@ class _Views:
         d["manifest_age"] = _dt.timedelta(seconds=d["manifest_age"])
         return ReaderHealth(**d)
 
+    @property
     def key_encoding(self) -> str:
-        """The snapshot's key encoding."""
+        """The snapshot's key encoding (``u64be``, ``u32be``, ``utf8``, ``raw``)."""
         return self._native.key_encoding()
+
+    def shard_for_key(self, key: Key, routing_context: RoutingContext | None = None) -> ShardDetail:
+        """The shard ``key`` routes to, with its metadata."""
+        return self.shard_details()[self.route_key(key, routing_context)]
+
+    def shards_for_keys(
+        self, keys: Iterable[Key], routing_context: RoutingContext | None = None
+    ) -> dict[Key, ShardDetail]:
+        """The shard of each key."""
+        details = self.shard_details()
+        return {k: details[self.route_key(k, routing_context)] for k in keys}
 
 
 class ConcurrentShardedReader(_Views):

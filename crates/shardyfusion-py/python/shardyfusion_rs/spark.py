@@ -1,6 +1,6 @@
 """Build a snapshot from a Spark DataFrame: rows are routed in Rust on Arrow batches
-(``mapInArrow``), shuffled so that each shard lands in exactly one partition, written by the
-Rust shard writer inside the tasks, and committed once on the driver.
+(``mapInArrow``), shuffled so that partition ``i`` holds exactly shard ``i`` (one shard per
+task), written by the Rust shard writer inside the tasks, and committed once on the driver.
 
 Spark retries and speculative copies of a task are safe: every run of a task claims its own
 attempt number, the commit keeps one winner per shard and deletes the rest.
@@ -9,12 +9,11 @@ attempt number, the commit keeps one winner per shard and deletes the rest.
 from __future__ import annotations
 
 import contextlib
-from collections import defaultdict
 from typing import Any, Iterator, Literal, Mapping
 
 import pyarrow as pa
 
-from ._engine import SHARD_COL, Job, needs_row_count
+from ._engine import SHARD_COL, Job, check_columns, needs_row_count, typed_task_error
 from .config import WriteConfig
 from .values import ValueSpec
 from .writer import BuildResult
@@ -38,19 +37,26 @@ def _conf(spark: Any, overrides: Mapping[str, str] | None) -> Iterator[None]:
                 spark.conf.set(k, v)
 
 
-def _owners(spark: Any, num_dbs: int) -> dict[int, list[int]]:
-    """Which partition of ``repartition(num_dbs, SHARD_COL)`` holds each shard: Spark hashes
-    the int column the same way for this small frame as for the data."""
+#: The column Spark repartitions on: for each shard, an int Spark's own hash sends to the
+#: partition with the shard's number, so partition ``i`` holds exactly shard ``i``.
+PART_COL = "_shardyfusion_part"
+
+
+def _partition_keys(spark: Any, num_dbs: int) -> list[int]:
+    """For each shard ``s``, an int ``k`` with ``pmod(hash(k), num_dbs) == s`` (Spark's
+    Murmur3 hash of an int column, as ``repartition(num_dbs, col)`` uses), found by Spark."""
     from pyspark.sql import functions as F
 
-    ids = spark.createDataFrame([(i,) for i in range(num_dbs)], f"{SHARD_COL} int")
-    placed = ids.repartition(num_dbs, F.col(SHARD_COL)).select(
-        SHARD_COL, F.spark_partition_id().alias("p")
-    )
-    owners: dict[int, list[int]] = defaultdict(list)
-    for row in placed.collect():
-        owners[row["p"]].append(row[SHARD_COL])
-    return dict(owners)
+    found: dict[int, int] = {}
+    span = 32 * num_dbs
+    start = 0
+    while len(found) < num_dbs:
+        ids = spark.range(start, start + span).select(F.col("id").cast("int").alias("k"))
+        placed = ids.select("k", F.expr(f"pmod(hash(k), {num_dbs})").alias("p"))
+        for row in placed.groupBy("p").agg(F.min("k").alias("k")).collect():
+            found.setdefault(row["p"], row["k"])
+        start += span
+    return [found[s] for s in range(num_dbs)]
 
 
 def write_sharded(
@@ -81,6 +87,7 @@ def write_sharded(
     del verify_routing  # every row is verified in the task (see above)
     from pyspark.sql.types import IntegerType, StructField, StructType
 
+    check_columns(df.columns, config, key_col, value_spec)
     spark = df.sparkSession
     with _conf(spark, spark_conf_overrides):
         if cache_input:
@@ -101,25 +108,33 @@ def write_sharded(
         )
         try:
             task = job.task()
+            keys = pa.array(_partition_keys(spark, job.num_dbs), pa.int32())
             routed_schema = StructType(
-                df.schema.fields + [StructField(SHARD_COL, IntegerType(), False)]
+                df.schema.fields
+                + [
+                    StructField(SHARD_COL, IntegerType(), False),
+                    StructField(PART_COL, IntegerType(), False),
+                ]
             )
 
             def route(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+                import pyarrow.compute as pc
+
                 for b in batches:
-                    yield task.route(b)
+                    routed = task.route(b)
+                    part = pc.take(keys, routed.column(SHARD_COL))
+                    yield routed.append_column(PART_COL, part)
 
             from pyspark.sql import functions as F
 
             routed = df.mapInArrow(route, routed_schema)
-            parts = routed.repartition(job.num_dbs, F.col(SHARD_COL))
-            owners = _owners(spark, job.num_dbs)
+            parts = routed.repartition(job.num_dbs, F.col(PART_COL)).drop(PART_COL)
 
             def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
                 from pyspark import TaskContext
 
                 ctx = TaskContext.get()
-                shards = owners.get(ctx.partitionId(), []) if ctx is not None else []
+                shards = [ctx.partitionId()] if ctx is not None else []
                 results = task.write(shards, batches)
                 yield pa.RecordBatch.from_pydict({"result": results}, schema=_RESULT_SCHEMA)
 
@@ -127,6 +142,9 @@ def write_sharded(
             result = job.commit([r["result"] for r in rows])
         except BaseException as e:
             job.abort(e)
+            typed = typed_task_error(e)
+            if typed is not None:
+                raise typed from e
             raise
         finally:
             if cache_input:

@@ -57,7 +57,12 @@ class ValueSpec:
         assert self.encoder is not None
         values = []
         for i, row in enumerate(batch.to_pylist()):
-            v = self.encoder(row)
+            try:
+                v = self.encoder(row)
+            except Exception as e:
+                raise ConfigValidationError(
+                    f"callable_encoder failed on row {i} of a batch: {type(e).__name__}: {e}"
+                ) from e
             if isinstance(v, str):
                 v = v.encode()
             if not isinstance(v, (bytes, bytearray, memoryview)):

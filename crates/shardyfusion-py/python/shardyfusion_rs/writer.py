@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from . import _native
-from ._inputs import as_stream
-from .config import HashShardedWriteConfig, WriteConfig
+from ._inputs import InputErrors, as_stream
+from .errors import ShardyfusionError
+from .config import WriteConfig
 from .values import ValueSpec
 
 
@@ -38,6 +39,7 @@ class BuildResult:
 
     @staticmethod
     def from_json(text: str) -> "BuildResult":
+        """The result the Rust writer returned (JSON text)."""
         d = json.loads(text)
         d["winners"] = [ShardWinner(**w) for w in d["winners"]]
         return BuildResult(**d)
@@ -92,8 +94,9 @@ def write_sharded(
     released; memory stays bounded whatever its size. A failed write raises and leaves
     ``_CURRENT`` where it was.
     """
+    errors = InputErrors()
     reader, spec, rows = as_stream(
-        data, key_col=key_col, value_spec=value_spec, key_fn=key_fn, value_fn=value_fn
+        data, key_col=key_col, value_spec=value_spec, key_fn=key_fn, value_fn=value_fn, errors=errors
     )
     options = write_options_json(
         sort_within_partitions=sort_within_partitions,
@@ -105,7 +108,11 @@ def write_sharded(
         on_duplicate=on_duplicate,
     )
     writer = _native.Writer(config.to_json())
-    return BuildResult.from_json(writer.write_arrow(reader, key_col, spec.to_json(), options))
+    try:
+        out = writer.write_arrow(reader, key_col, spec.to_json(), options)
+    except ShardyfusionError as e:
+        errors.reraise(e)
+    return BuildResult.from_json(out)
 
 
 def write_single_db(
@@ -136,4 +143,4 @@ def write_single_db(
     )
 
 
-__all__ = ["BuildResult", "ShardWinner", "write_sharded", "write_single_db", "HashShardedWriteConfig"]
+__all__ = ["BuildResult", "ShardWinner", "write_sharded", "write_single_db"]
