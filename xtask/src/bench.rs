@@ -176,6 +176,20 @@ pub(crate) fn bench_binary(root: &Path, name: &str) -> Result<std::path::PathBuf
         .with_context(|| format!("the {name} bench binary was not built"))
 }
 
+/// Build (release) what the scale and Python benches run: the `scale` bench (dataset
+/// generator and library writer), the `read` bench (probes) and `shardy`.
+pub(crate) fn build_scale_tools(root: &Path) -> Result<()> {
+    crate::run_cmd(
+        "build the scale and read benches and shardy (release)",
+        cargo()
+            .args(["build", "--release", "--locked"])
+            .args(["-p", "shardyfusion-writer", "--bench", "scale"])
+            .args(["-p", "shardyfusion-reader", "--bench", "read"])
+            .args(["-p", "shardyfusion-cli", "--bin", "shardy"])
+            .current_dir(root),
+    )
+}
+
 /// `METRIC name value` from a bench's output.
 pub(crate) fn metric(out: &str, name: &str) -> Result<f64> {
     out.lines()
@@ -189,15 +203,7 @@ pub(crate) fn metric(out: &str, name: &str) -> Result<f64> {
 /// (small memtable budget, so many flushes per shard) against a 1 M-row build.
 fn scale_bench(root: &Path) -> Result<()> {
     println!("\nbench: scale (Parquet parts, 8-byte keys, 100-byte values, 64 shards)");
-    crate::run_cmd(
-        "build the scale and read benches and shardy (release)",
-        cargo()
-            .args(["build", "--release", "--locked"])
-            .args(["-p", "shardyfusion-writer", "--bench", "scale"])
-            .args(["-p", "shardyfusion-reader", "--bench", "read"])
-            .args(["-p", "shardyfusion-cli", "--bin", "shardy"])
-            .current_dir(root),
-    )?;
+    build_scale_tools(root)?;
     let scale_bin = bench_binary(root, "scale")?;
     let read_bin = bench_binary(root, "read")?;
     let shardy = root.join("target/release/shardy");

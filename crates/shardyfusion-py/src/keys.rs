@@ -10,6 +10,13 @@ use crate::error::to_py;
 /// A key from `int` (or any integer with `__index__`, such as NumPy's), `str` or `bytes`
 /// (`bool` is refused: it is not a key type).
 pub(crate) fn key(obj: &Bound<'_, PyAny>) -> PyResult<Key> {
+    if obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<PyBool>() {
+        return obj.extract::<i64>().map(Key::Int).map_err(|_| {
+            to_py(Error::config(format!(
+                "integer key {obj} is outside the signed 64-bit range"
+            )))
+        });
+    }
     if obj.is_instance_of::<PyBool>() {
         return Err(to_py(Error::config(
             "a key must be int, str or bytes, got bool",
@@ -21,7 +28,7 @@ pub(crate) fn key(obj: &Bound<'_, PyAny>) -> PyResult<Key> {
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(Key::Bytes(b.as_bytes().to_vec()));
     }
-    if obj.is_instance_of::<PyInt>() || obj.hasattr("__index__")? {
+    if obj.hasattr("__index__")? {
         let int = obj.call_method0("__index__")?;
         return int.extract::<i64>().map(Key::Int).map_err(|_| {
             to_py(Error::config(format!(

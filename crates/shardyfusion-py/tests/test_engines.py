@@ -102,6 +102,19 @@ def test_engine_writes_what_shardy_writes(engine, sharding, location, request, t
             assert r.multi_get(ids) == dict(zip(ids, payloads))
 
 
+def test_spark_partition_placement_matches_spark(spark):
+    from pyspark.sql import functions as F
+
+    from shardyfusion_rs.spark import spark_int_partition
+
+    for n in (1, 7, 8, 64, 1000):
+        ids = spark.range(-300, 3000).select(F.col("id").cast("int").alias("k"))
+        rows = ids.select("k", F.expr(f"pmod(hash(k), {n})").alias("p")).collect()
+        assert all(spark_int_partition(r["k"], n) == r["p"] for r in rows), n
+        placed = ids.repartition(n, "k").select("k", F.spark_partition_id().alias("p")).collect()
+        assert all(spark_int_partition(r["k"], n) == r["p"] for r in placed), n
+
+
 def test_spark_task_retry_publishes_whole_and_cleans_the_loser(spark, local, table):
     from pyspark import TaskContext
 

@@ -10,10 +10,11 @@ record. A failure anywhere before the commit leaves ``_CURRENT`` where it was.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
@@ -91,11 +92,11 @@ class Job:
         *,
         key_col: str,
         value_spec: ValueSpec,
-        sort_within_partitions: bool,
-        max_writes_per_second: float | None,
-        max_write_bytes_per_second: float | None,
-        expected_rows: int | None,
-        on_duplicate: str,
+        sort_within_partitions: bool = False,
+        max_writes_per_second: float | None = None,
+        max_write_bytes_per_second: float | None = None,
+        expected_rows: int | None = None,
+        on_duplicate: str = "keep_last",
     ):
         self.config_json = config.to_json()
         self.key_col = key_col
@@ -122,6 +123,60 @@ class Job:
     def abort(self, error: BaseException) -> None:
         """Give the build up (the run record says why); ``_CURRENT`` is untouched."""
         self._build.abort(f"{type(error).__name__}: {error}")
+
+
+@contextlib.contextmanager
+def building(
+    columns: Iterable[str],
+    config: WriteConfig,
+    *,
+    key_col: str,
+    value_spec: ValueSpec,
+    verify_routing: bool = True,
+    **options: Any,
+) -> Iterator[Job]:
+    """Check the input's columns, begin a build, and on any failure abort it (``_CURRENT``
+    untouched) and raise the task's own ``shardyfusion_rs`` exception when an engine wrapped
+    it. ``verify_routing`` is always in force: each task re-routes every row it writes."""
+    del verify_routing
+    check_columns(columns, config, key_col, value_spec)
+    job = Job(config, key_col=key_col, value_spec=value_spec, **options)
+    try:
+        yield job
+    except BaseException as e:
+        job.abort(e)
+        typed = typed_task_error(e)
+        if typed is not None and not isinstance(e, type(typed)):
+            raise typed from e
+        raise
+
+
+def single_db(write_sharded: Callable[..., BuildResult], what: str) -> Callable[..., BuildResult]:
+    """An engine's ``write_single_db`` from its ``write_sharded``."""
+
+    def write_single_db(
+        data: Any,
+        config: WriteConfig,
+        *,
+        key_col: str,
+        value_spec: ValueSpec,
+        sort_keys: bool = True,
+        **options: Any,
+    ) -> BuildResult:
+        return write_sharded(
+            data,
+            config._single_db(),
+            key_col=key_col,
+            value_spec=value_spec,
+            sort_within_partitions=sort_keys,
+            **options,
+        )
+
+    write_single_db.__doc__ = (
+        f"Write a {what} into one database (``num_dbs`` = 1, HASH; rows sorted by key within "
+        "each batch when ``sort_keys``) and publish it."
+    )
+    return write_single_db
 
 
 def check_columns(

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Iterator, NoReturn
 import pyarrow as pa
 
 from .errors import ConfigValidationError
-from .values import ValueSpec
+from .values import ValueSpec, value_bytes
 
 #: Rows per Arrow batch made from Python records.
 RECORD_CHUNK = 8192
@@ -38,14 +38,9 @@ def _records_to_batches(
                     raise ConfigValidationError(
                         f"record {row} is not a (key, value) pair; pass key_fn and value_fn"
                     ) from None
-            if isinstance(v, str):
-                v = v.encode()
-            if not isinstance(v, (bytes, bytearray, memoryview)):
-                raise ConfigValidationError(
-                    f"the value of record {row} is {type(v).__name__}, not bytes"
-                )
+            v = value_bytes(v, f"the value of record {row}")
             keys.append(k)
-            values.append(bytes(v))
+            values.append(v)
             row += 1
         try:
             key_array = pa.array(keys)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from ._engine import SHARD_COL, Job, Task, check_columns, needs_row_count, typed_task_error
+from ._engine import SHARD_COL, Task, building, needs_row_count, single_db
 from .config import WriteConfig
 from .values import ValueSpec
 from .writer import BuildResult
@@ -53,24 +53,23 @@ def write_sharded(
     """Write a Dask DataFrame into ``config``'s shards and publish the snapshot (on the
     current Dask client, or the default scheduler). Every row is re-routed in the worker that
     writes it (``verify_routing`` is always in force). Raises with ``_CURRENT`` unchanged."""
-    del verify_routing
-    check_columns(list(ddf.columns), config, key_col, value_spec)
     import numpy as np
     import pandas as pd
 
     if expected_rows is None and needs_row_count(config):
         expected_rows = int(ddf.shape[0].compute())
-    job = Job(
+    with building(
+        list(ddf.columns),
         config,
         key_col=key_col,
         value_spec=value_spec,
+        verify_routing=verify_routing,
         sort_within_partitions=sort_within_partitions,
         max_writes_per_second=max_writes_per_second,
         max_write_bytes_per_second=max_write_bytes_per_second,
         expected_rows=expected_rows,
         on_duplicate=on_duplicate,
-    )
-    try:
+    ) as job:
         task = job.task()
         meta = ddf._meta.assign(**{SHARD_COL: np.zeros(0, dtype=np.int32)})
         routed = ddf.map_partitions(_route, task, meta=meta)
@@ -81,29 +80,6 @@ def write_sharded(
         )
         results = [str(r) for r in written.compute()["result"].tolist()]
         return job.commit(results)
-    except BaseException as e:
-        job.abort(e)
-        typed = typed_task_error(e)
-        if typed is not None and not isinstance(e, type(typed)):
-            raise typed from e
-        raise
 
 
-def write_single_db(
-    ddf: Any,
-    config: WriteConfig,
-    *,
-    key_col: str,
-    value_spec: ValueSpec,
-    sort_keys: bool = True,
-    **options: Any,
-) -> BuildResult:
-    """Write a Dask DataFrame into one database (``num_dbs`` = 1) and publish it."""
-    return write_sharded(
-        ddf,
-        config._single_db(),
-        key_col=key_col,
-        value_spec=value_spec,
-        sort_within_partitions=sort_keys,
-        **options,
-    )
+write_single_db = single_db(write_sharded, "Dask DataFrame")

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from ._engine import SHARD_COL, Job, Task, check_columns, needs_row_count, typed_task_error
+from ._engine import SHARD_COL, Task, building, needs_row_count, single_db
 from .config import WriteConfig
 from .errors import ShardCoverageError
 from .values import ValueSpec
@@ -49,21 +49,20 @@ def write_sharded(
     """Write a Ray Dataset into ``config``'s shards and publish the snapshot. Every row is
     re-routed in the task that writes it (``verify_routing`` is always in force). Raises with
     ``_CURRENT`` unchanged."""
-    del verify_routing
-    check_columns(list(ds.schema().names), config, key_col, value_spec)
     if expected_rows is None and needs_row_count(config):
         expected_rows = ds.count()
-    job = Job(
+    with building(
+        list(ds.schema().names),
         config,
         key_col=key_col,
         value_spec=value_spec,
+        verify_routing=verify_routing,
         sort_within_partitions=sort_within_partitions,
         max_writes_per_second=max_writes_per_second,
         max_write_bytes_per_second=max_write_bytes_per_second,
         expected_rows=expected_rows,
         on_duplicate=on_duplicate,
-    )
-    try:
+    ) as job:
         task = job.task()
         routed = ds.map_batches(
             _route, fn_kwargs={"task": task}, batch_format="pyarrow", zero_copy_batch=True
@@ -83,29 +82,6 @@ def write_sharded(
         if missing:
             results.extend(task.write(missing, []))
         return job.commit(results)
-    except BaseException as e:
-        job.abort(e)
-        typed = typed_task_error(e)
-        if typed is not None and not isinstance(e, type(typed)):
-            raise typed from e
-        raise
 
 
-def write_single_db(
-    ds: Any,
-    config: WriteConfig,
-    *,
-    key_col: str,
-    value_spec: ValueSpec,
-    sort_keys: bool = True,
-    **options: Any,
-) -> BuildResult:
-    """Write a Ray Dataset into one database (``num_dbs`` = 1) and publish it."""
-    return write_sharded(
-        ds,
-        config._single_db(),
-        key_col=key_col,
-        value_spec=value_spec,
-        sort_within_partitions=sort_keys,
-        **options,
-    )
+write_single_db = single_db(write_sharded, "Ray Dataset")

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Literal, Mapping
 
 import pyarrow as pa
 
-from ._engine import SHARD_COL, Job, check_columns, needs_row_count, typed_task_error
+from ._engine import SHARD_COL, Task, building, needs_row_count, single_db
 from .config import WriteConfig
 from .values import ValueSpec
 from .writer import BuildResult
@@ -37,26 +37,87 @@ def _conf(spark: Any, overrides: Mapping[str, str] | None) -> Iterator[None]:
                 spark.conf.set(k, v)
 
 
-#: The column Spark repartitions on: for each shard, an int Spark's own hash sends to the
-#: partition with the shard's number, so partition ``i`` holds exactly shard ``i``.
+#: The column Spark repartitions on: for each shard, an int Spark's own hash (Murmur3, seed
+#: 42, as ``repartition(n, col)`` uses) sends to the partition with the shard's number, so
+#: partition ``i`` holds exactly shard ``i``.
 PART_COL = "_shardyfusion_part"
 
 
-def _partition_keys(spark: Any, num_dbs: int) -> list[int]:
-    """For each shard ``s``, an int ``k`` with ``pmod(hash(k), num_dbs) == s`` (Spark's
-    Murmur3 hash of an int column, as ``repartition(num_dbs, col)`` uses), found by Spark."""
-    from pyspark.sql import functions as F
+_M32 = 0xFFFFFFFF
 
+
+def _rotl32(x: int, r: int) -> int:
+    return ((x << r) | (x >> (32 - r))) & _M32
+
+
+def spark_int_partition(value: int, num_partitions: int) -> int:
+    """The partition Spark's ``repartition(num_partitions, col)`` gives an int ``value``:
+    ``pmod(Murmur3_x86_32.hashInt(value, 42), num_partitions)``."""
+    k1 = (value & _M32) * 0xCC9E2D51 & _M32
+    k1 = _rotl32(k1, 15) * 0x1B873593 & _M32
+    h1 = 42 ^ k1
+    h1 = (_rotl32(h1, 13) * 5 + 0xE6546B64) & _M32
+    h1 ^= 4
+    h1 ^= h1 >> 16
+    h1 = h1 * 0x85EBCA6B & _M32
+    h1 ^= h1 >> 13
+    h1 = h1 * 0xC2B2AE35 & _M32
+    h1 ^= h1 >> 16
+    signed = h1 - (1 << 32) if h1 & 0x80000000 else h1
+    return signed % num_partitions
+
+
+def _partition_keys(num_dbs: int) -> list[int]:
+    """For each shard ``s``, the smallest non-negative int Spark places in partition ``s``."""
     found: dict[int, int] = {}
-    span = 32 * num_dbs
-    start = 0
+    k = 0
     while len(found) < num_dbs:
-        ids = spark.range(start, start + span).select(F.col("id").cast("int").alias("k"))
-        placed = ids.select("k", F.expr(f"pmod(hash(k), {num_dbs})").alias("p"))
-        for row in placed.groupBy("p").agg(F.min("k").alias("k")).collect():
-            found.setdefault(row["p"], row["k"])
-        start += span
+        found.setdefault(spark_int_partition(k, num_dbs), k)
+        k += 1
     return [found[s] for s in range(num_dbs)]
+
+
+def _routing_columns(columns: list[str], config: WriteConfig, key_col: str) -> list[str]:
+    """The columns routing reads: the key, and CEL's columns that the input has."""
+    from .config import CelShardedWriteConfig
+
+    out = [key_col]
+    if isinstance(config, CelShardedWriteConfig):
+        out += [c for c in config.cel_columns if c in columns and c not in out]
+    return out
+
+
+def _placed(df: Any, task: Task, keys: pa.Array, routing_columns: list[str]) -> Any:
+    """``df`` with ``PART_COL``: the partition key of each row's shard. Spark 4.1+ evaluates
+    it as an Arrow UDF over the routing columns only (the rest of each row stays in the
+    JVM); older Spark sends whole rows through ``mapInArrow``."""
+    import pyarrow.compute as pc
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import IntegerType, StructField, StructType
+
+    if hasattr(F, "arrow_udf"):
+
+        def part_of(*arrays: pa.Array) -> pa.Array:
+            batch = pa.RecordBatch.from_arrays(list(arrays), names=routing_columns)
+            return pc.take(keys, task.route(batch).column(SHARD_COL))
+
+        udf = F.arrow_udf(part_of, IntegerType(), F.ArrowUDFType.SCALAR)
+        return df.withColumn(PART_COL, udf(*[F.col(c) for c in routing_columns]))
+
+    schema = StructType(
+        df.schema.fields
+        + [
+            StructField(SHARD_COL, IntegerType(), False),
+            StructField(PART_COL, IntegerType(), False),
+        ]
+    )
+
+    def route(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            routed = task.route(b)
+            yield routed.append_column(PART_COL, pc.take(keys, routed.column(SHARD_COL)))
+
+    return df.mapInArrow(route, schema).drop(SHARD_COL)
 
 
 def write_sharded(
@@ -84,89 +145,46 @@ def write_sharded(
     input (``storage_level``, default memory and disk) when it is read twice (a row count for
     ``max_keys_per_shard``). Raises on failure with ``_CURRENT`` unchanged.
     """
-    del verify_routing  # every row is verified in the task (see above)
-    from pyspark.sql.types import IntegerType, StructField, StructType
+    from pyspark.sql import functions as F
 
-    check_columns(df.columns, config, key_col, value_spec)
     spark = df.sparkSession
-    with _conf(spark, spark_conf_overrides):
+    with _conf(spark, spark_conf_overrides), contextlib.ExitStack() as stack:
         if cache_input:
             from pyspark import StorageLevel
 
             df = df.persist(storage_level or StorageLevel.MEMORY_AND_DISK)
+            stack.callback(df.unpersist)
         if expected_rows is None and needs_row_count(config):
             expected_rows = df.count()
-        job = Job(
-            config,
-            key_col=key_col,
-            value_spec=value_spec,
-            sort_within_partitions=sort_within_partitions,
-            max_writes_per_second=max_writes_per_second,
-            max_write_bytes_per_second=max_write_bytes_per_second,
-            expected_rows=expected_rows,
-            on_duplicate=on_duplicate,
-        )
-        try:
-            task = job.task()
-            keys = pa.array(_partition_keys(spark, job.num_dbs), pa.int32())
-            routed_schema = StructType(
-                df.schema.fields
-                + [
-                    StructField(SHARD_COL, IntegerType(), False),
-                    StructField(PART_COL, IntegerType(), False),
-                ]
+        job = stack.enter_context(
+            building(
+                df.columns,
+                config,
+                key_col=key_col,
+                value_spec=value_spec,
+                verify_routing=verify_routing,
+                sort_within_partitions=sort_within_partitions,
+                max_writes_per_second=max_writes_per_second,
+                max_write_bytes_per_second=max_write_bytes_per_second,
+                expected_rows=expected_rows,
+                on_duplicate=on_duplicate,
             )
+        )
+        task = job.task()
+        keys = pa.array(_partition_keys(job.num_dbs), pa.int32())
+        parts = _placed(df, task, keys, _routing_columns(df.columns, config, key_col))
+        parts = parts.repartition(job.num_dbs, F.col(PART_COL)).drop(PART_COL)
 
-            def route(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-                import pyarrow.compute as pc
+        def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            from pyspark import TaskContext
 
-                for b in batches:
-                    routed = task.route(b)
-                    part = pc.take(keys, routed.column(SHARD_COL))
-                    yield routed.append_column(PART_COL, part)
+            ctx = TaskContext.get()
+            shards = [ctx.partitionId()] if ctx is not None else []
+            results = task.write(shards, batches)
+            yield pa.RecordBatch.from_pydict({"result": results}, schema=_RESULT_SCHEMA)
 
-            from pyspark.sql import functions as F
-
-            routed = df.mapInArrow(route, routed_schema)
-            parts = routed.repartition(job.num_dbs, F.col(PART_COL)).drop(PART_COL)
-
-            def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-                from pyspark import TaskContext
-
-                ctx = TaskContext.get()
-                shards = [ctx.partitionId()] if ctx is not None else []
-                results = task.write(shards, batches)
-                yield pa.RecordBatch.from_pydict({"result": results}, schema=_RESULT_SCHEMA)
-
-            rows = parts.mapInArrow(write, "result string").collect()
-            result = job.commit([r["result"] for r in rows])
-        except BaseException as e:
-            job.abort(e)
-            typed = typed_task_error(e)
-            if typed is not None:
-                raise typed from e
-            raise
-        finally:
-            if cache_input:
-                df.unpersist()
-        return result
+        rows = parts.mapInArrow(write, "result string").collect()
+        return job.commit([r["result"] for r in rows])
 
 
-def write_single_db(
-    df: Any,
-    config: WriteConfig,
-    *,
-    key_col: str,
-    value_spec: ValueSpec,
-    sort_keys: bool = True,
-    **options: Any,
-) -> BuildResult:
-    """Write a Spark DataFrame into one database (``num_dbs`` = 1) and publish it."""
-    return write_sharded(
-        df,
-        config._single_db(),
-        key_col=key_col,
-        value_spec=value_spec,
-        sort_within_partitions=sort_keys,
-        **options,
-    )
+write_single_db = single_db(write_sharded, "Spark DataFrame")

@@ -10,6 +10,18 @@ from typing import Any, Callable, Sequence
 ENCODED_COLUMN = "__shardyfusion_value__"
 
 
+def value_bytes(value: Any, where: str) -> bytes:
+    """A value as bytes (``str`` as UTF-8); anything else is a ``ConfigValidationError``
+    naming ``where``."""
+    from .errors import ConfigValidationError
+
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise ConfigValidationError(f"{where} is {type(value).__name__}, not bytes")
+
+
 @dataclass(frozen=True)
 class ValueSpec:
     """The value of each row: one binary column (zero-copy), a JSON object of columns
@@ -63,11 +75,5 @@ class ValueSpec:
                 raise ConfigValidationError(
                     f"callable_encoder failed on row {i} of a batch: {type(e).__name__}: {e}"
                 ) from e
-            if isinstance(v, str):
-                v = v.encode()
-            if not isinstance(v, (bytes, bytearray, memoryview)):
-                raise ConfigValidationError(
-                    f"callable_encoder must return bytes, got {type(v).__name__} for row {i} of a batch"
-                )
-            values.append(bytes(v))
+            values.append(value_bytes(v, f"the callable_encoder result for row {i} of a batch"))
         return batch.append_column(ENCODED_COLUMN, pa.array(values, type=pa.binary()))
