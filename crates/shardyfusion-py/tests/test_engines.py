@@ -222,3 +222,15 @@ def test_engine_results_refuse_another_version(local, table):
     with pytest.raises(sf.ConfigValidationError, match="same version"):
         job.commit(forged)
     assert not (Path(local.prefix) / "_CURRENT").exists()
+
+
+def test_rows_outside_a_tasks_shards_are_refused(local, table):
+    """verify_routing: every task re-routes every row it writes with the plan's routing; a row
+    an engine delivered to the wrong task is a ShardAssignmentError, and nothing publishes."""
+    job = _engine.Job(local.hash_config(num_dbs=8), key_col="id", value_spec=VALUE)
+    task = job.task()
+    routed = task.route(table.to_batches(max_chunksize=5000)[0])
+    with pytest.raises(sf.ShardAssignmentError, match="shard"):
+        task.write([0], [routed])
+    job.abort(RuntimeError("the test gave up"))
+    assert not (Path(local.prefix) / "_CURRENT").exists()
