@@ -1,8 +1,6 @@
-//! `shardy exec` (YAML batch scripts) and the interactive REPL (`shardy` with no command).
-//! Both turn each step into an ordinary command and run it against the same store; a pin set
-//! with `use` applies to later steps and never moves `_CURRENT`.
+//! `shardy exec` (YAML batch scripts), and the line parsing it shares with the REPL: each step
+//! becomes an ordinary command run against the same store.
 
-use std::io::{BufRead as _, Write as _};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
@@ -13,7 +11,7 @@ use crate::{Cli, Command, Ctx, read};
 
 /// Parse one command line (REPL syntax) into a command: `get KEY [--routing-context k=v]`,
 /// `multiget KEY…`, `info`, `shards`, `health [SECONDS]`, `route KEY`, `history [LIMIT]`.
-fn parse_line(words: &[String]) -> Result<Command> {
+pub(crate) fn parse_line(words: &[String]) -> Result<Command> {
     let mut argv = vec!["shardy".to_owned()];
     match words.first().map(String::as_str) {
         Some("health") if words.len() == 2 => argv.extend([
@@ -27,13 +25,20 @@ fn parse_line(words: &[String]) -> Result<Command> {
         _ => argv.extend(words.iter().cloned()),
     }
     let cli = Cli::try_parse_from(argv).map_err(|e| {
+        // clap's message without its usage and `--help` hint lines: the part that names what
+        // is wrong (a missing argument's name is on the lines after the first).
+        let text = e.render().to_string();
+        let message: Vec<&str> = text
+            .lines()
+            .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         anyhow::anyhow!(
             "{}",
-            e.render()
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or("invalid command")
+            message
+                .join(" ")
+                .trim_start_matches("error: ")
         )
     })?;
     match cli.command {
@@ -52,7 +57,7 @@ fn parse_line(words: &[String]) -> Result<Command> {
 }
 
 /// Split a line into words: whitespace separated, with single or double quotes.
-fn words(line: &str) -> Result<Vec<String>> {
+pub(crate) fn words(line: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quote: Option<char> = None;
@@ -208,75 +213,6 @@ pub(crate) async fn exec(
 }
 
 /// The interactive session.
-pub(crate) async fn repl(ctx: &mut Ctx) -> Result<ExitCode> {
-    match read::banner(ctx).await {
-        Ok(b) => eprintln!("{b}"),
-        Err(e) => eprintln!("warning: {e:#}"),
-    }
-    let stdin = std::io::stdin();
-    let mut line = String::new();
-    loop {
-        eprint!("shardy> ");
-        let _ = std::io::stderr().flush();
-        line.clear();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            break; // EOF
-        }
-        let w = match words(line.trim()) {
-            Ok(w) => w,
-            Err(e) => {
-                eprintln!("{}", json!({"op": "repl", "error": format!("{e:#}")}));
-                continue;
-            }
-        };
-        let Some(first) = w.first() else { continue };
-        match first.as_str() {
-            "quit" | "exit" => break,
-            "refresh" => {
-                ctx.manifest_ref = None;
-                ctx.offset = None;
-                eprintln!("refreshed: following _CURRENT");
-            }
-            "use" => match w.get(1).map(String::as_str) {
-                Some("--latest") => {
-                    ctx.manifest_ref = None;
-                    ctx.offset = None;
-                    eprintln!("following _CURRENT");
-                }
-                Some("--ref") if w.len() == 3 => {
-                    ctx.manifest_ref = Some(w[2].clone());
-                    ctx.offset = None;
-                    eprintln!("pinned to {}", w[2]);
-                }
-                Some("--offset") if w.len() == 3 => match w[2].parse() {
-                    Ok(n) => {
-                        ctx.offset = Some(n);
-                        ctx.manifest_ref = None;
-                        eprintln!("pinned to offset {n}");
-                    }
-                    Err(_) => eprintln!(
-                        "{}",
-                        json!({"op": "use", "error": "--offset takes a number"})
-                    ),
-                },
-                _ => eprintln!(
-                    "{}",
-                    json!({"op": "use", "error": "use --offset N | --ref REF | --latest"})
-                ),
-            },
-            _ => match parse_line(&w) {
-                Ok(cmd) => {
-                    if let Err(e) = read::run(ctx, &cmd).await {
-                        eprintln!("{}", json!({"op": cmd.op(), "error": format!("{e:#}")}));
-                    }
-                }
-                Err(e) => eprintln!("{}", json!({"op": first, "error": format!("{e:#}")})),
-            },
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,7 +39,9 @@ pub(crate) struct StoreSection {
 #[serde(default)]
 pub(crate) struct OutputSection {
     pub(crate) format: Option<String>,
-    pub(crate) value_encoding: Option<String>,
+    /// `auto`, `utf8`, `json`, `base64` or `hex` (`value_encoding` is the older name).
+    #[serde(alias = "value_encoding")]
+    pub(crate) value_format: Option<String>,
     pub(crate) null_repr: Option<String>,
 }
 

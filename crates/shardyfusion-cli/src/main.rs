@@ -11,6 +11,7 @@ mod config;
 mod input;
 mod output;
 mod read;
+mod repl;
 mod write;
 
 use std::path::PathBuf;
@@ -26,7 +27,7 @@ use shardyfusion::{
 };
 
 use crate::config::{ReaderConfig, load_profile, load_reader};
-use crate::output::{Format, Out};
+use crate::output::{Format, Out, ValueFormat};
 
 /// Write, inspect and query shardyfusion snapshots.
 #[derive(Debug, Parser)]
@@ -53,9 +54,15 @@ pub(crate) struct Cli {
     /// trusted.
     #[arg(long = "allow-url-prefix", global = true, value_name = "URL")]
     allow_url_prefixes: Vec<String>,
-    /// Output format: json, jsonl (default), table, text.
+    /// Output format: json, jsonl, table, text (default: text at a terminal, jsonl when piped;
+    /// also `[output].format`).
     #[arg(long, global = true, value_name = "FORMAT")]
     output_format: Option<String>,
+    /// How values are shown: auto (JSON as JSON, UTF-8 as text, else base64), utf8, json,
+    /// base64, hex. Default: auto for text and table output, base64 for json and jsonl (also
+    /// `[output].value_format`).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    value_format: Option<ValueFormat>,
     /// Pin a manifest ref for this invocation (never moves `_CURRENT`).
     #[arg(
         long = "ref",
@@ -162,11 +169,28 @@ impl Command {
     }
 }
 
+/// No snapshot was named (no `--current-url`, `SHARDY_CURRENT` or `[reader].current_url`).
+#[derive(Debug)]
+struct NoSnapshot;
+
+impl std::fmt::Display for NoSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "no snapshot given: pass --current-url URL (the _CURRENT object a write printed), set \
+             SHARDY_CURRENT, or [reader].current_url in reader.toml",
+        )
+    }
+}
+
+impl std::error::Error for NoSnapshot {}
+
 /// Everything a command needs: the store, the storage resolver, output settings.
 pub(crate) struct Ctx {
     pub(crate) store: Arc<dyn ManifestStore>,
     pub(crate) resolver: StorageResolver,
     pub(crate) prefix: Option<String>,
+    /// The pointer object's URL (object-store backend), for messages.
+    pub(crate) pointer_url: Option<String>,
     pub(crate) out: Out,
     pub(crate) manifest_ref: Option<String>,
     pub(crate) offset: Option<usize>,
@@ -279,16 +303,18 @@ fn build_ctx_with(
 ) -> anyhow::Result<Ctx> {
     let cfg = load_reader(cli.config.as_deref())?;
     let resolver = s3_settings(cli, &cfg, max_attempts)?;
-    let format = cli
-        .output_format
-        .clone()
-        .or(cfg.output.format.clone())
-        .unwrap_or_else(|| "jsonl".to_owned());
-    let out = Out::new(
-        Format::parse(&format),
-        cfg.output.value_encoding.as_deref(),
-        cfg.output.null_repr.clone(),
-    );
+    let format = match cli.output_format.clone().or(cfg.output.format.clone()) {
+        Some(f) => Format::parse(&f)?,
+        // People at a terminal get text; pipes and files get one JSON record per line.
+        None if std::io::IsTerminal::is_terminal(&std::io::stdout()) => Format::Text,
+        None => Format::Jsonl,
+    };
+    let values = match (cli.value_format, &cfg.output.value_format) {
+        (Some(v), _) => Some(v),
+        (None, Some(name)) => Some(ValueFormat::parse(name)?),
+        (None, None) => None,
+    };
+    let out = Out::new(format, values, cfg.output.null_repr.clone());
     let backend = cfg
         .manifest_store
         .backend
@@ -306,6 +332,7 @@ fn build_ctx_with(
             .or(cfg.reader.s3_prefix.clone())
             .filter(|s| !s.is_empty())
     };
+    let mut pointer_url = None;
     let (spec, prefix) = match backend.as_str() {
         "s3" => {
             let (prefix, key) = match prefix_override {
@@ -316,10 +343,11 @@ fn build_ctx_with(
                         .clone()
                         .or_else(|| std::env::var("SHARDY_CURRENT").ok().filter(|v| !v.is_empty()))
                         .or(cfg.reader.current_url.clone())
-                        .ok_or_else(|| anyhow::anyhow!("no snapshot given: pass --current-url URL, set SHARDY_CURRENT, or [reader].current_url in reader.toml"))?;
+                        .ok_or(NoSnapshot)?;
                     split_current(&url)?
                 }
             };
+            pointer_url = Some(format!("{prefix}/{key}"));
             let spec = ManifestStoreSpec::ObjectStore {
                 prefix: prefix.clone(),
                 pointer_key: key,
@@ -364,6 +392,7 @@ fn build_ctx_with(
         store,
         resolver,
         prefix,
+        pointer_url,
         out,
         manifest_ref: cli.manifest_ref.clone(),
         offset: cli.offset,
@@ -392,10 +421,17 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             let ctx = build_ctx(cli, None)?;
             rt.block_on(read::run(&ctx, cmd))
         }
-        None => {
-            let mut ctx = build_ctx(cli, None)?;
-            rt.block_on(batch::repl(&mut ctx))
-        }
+        None => match build_ctx(cli, None) {
+            Ok(mut ctx) => rt.block_on(repl::repl(&mut ctx)),
+            // `shardy` alone with nothing configured: say what it can do.
+            Err(e) if e.downcast_ref::<NoSnapshot>().is_some() => {
+                use clap::CommandFactory as _;
+                eprintln!("{}", Cli::command().render_help());
+                eprintln!("{e}");
+                Ok(ExitCode::from(2))
+            }
+            Err(e) => Err(e),
+        },
     }
 }
 
@@ -455,7 +491,11 @@ fn main() -> ExitCode {
                     record["manifest_ref"] = r.into();
                 }
             }
-            eprintln!("{record}");
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!("shardy {op}: error: {}", record["error"].as_str().unwrap_or_default());
+            } else {
+                eprintln!("{record}");
+            }
             if op == "health" {
                 ExitCode::from(2)
             } else {

@@ -1,5 +1,5 @@
-//! Output formats (`json`, `jsonl`, `table`, `text`) and value encodings (`base64`, `hex`,
-//! `utf8`).
+//! Output formats (`json`, `jsonl`, `table`, `text`) and value formats (`auto`, `utf8`,
+//! `json`, `base64`, `hex`).
 
 use std::io::Write as _;
 
@@ -16,21 +16,50 @@ pub(crate) enum Format {
 }
 
 impl Format {
-    /// Unknown formats fall back to `jsonl`.
-    pub(crate) fn parse(s: &str) -> Format {
-        match s {
+    /// `json`, `jsonl`, `table` or `text`.
+    pub(crate) fn parse(s: &str) -> anyhow::Result<Format> {
+        Ok(match s {
             "json" => Format::Json,
+            "jsonl" => Format::Jsonl,
             "table" => Format::Table,
             "text" => Format::Text,
-            _ => Format::Jsonl,
-        }
+            other => anyhow::bail!(
+                "unknown output format {other:?}: use json, jsonl, table or text"
+            ),
+        })
+    }
+}
+
+/// How value bytes are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ValueFormat {
+    /// JSON values as JSON, other UTF-8 as text, anything else as base64.
+    Auto,
+    /// UTF-8 text (invalid sequences replaced).
+    Utf8,
+    /// JSON (a value that is not JSON is an error).
+    Json,
+    /// Base64 (standard alphabet, padded).
+    Base64,
+    /// Lowercase hex.
+    Hex,
+}
+
+impl ValueFormat {
+    /// A `reader.toml` `[output].value_format` (or the older `value_encoding`) name.
+    pub(crate) fn parse(s: &str) -> anyhow::Result<ValueFormat> {
+        <ValueFormat as clap::ValueEnum>::from_str(s, false).map_err(|_| {
+            anyhow::anyhow!(
+                "unknown value format {s:?}: use auto, utf8, json, base64 or hex"
+            )
+        })
     }
 }
 
 /// Output settings, and where records go (stdout, or the `exec --output` file).
 pub(crate) struct Out {
     pub(crate) format: Format,
-    value_encoding: String,
+    values: ValueFormat,
     pub(crate) null_repr: String,
     sink: Option<std::sync::Mutex<std::fs::File>>,
 }
@@ -51,19 +80,16 @@ fn jsonl(v: &Value) -> String {
 }
 
 impl Out {
-    pub(crate) fn new(
-        format: Format,
-        value_encoding: Option<&str>,
-        null_repr: Option<String>,
-    ) -> Out {
-        let enc = match value_encoding {
-            Some("hex") => "hex",
-            Some("utf8") => "utf8",
-            _ => "base64",
-        };
+    /// `values`: the chosen value format; by default `auto` for people (`text`, `table`) and
+    /// `base64` for scripts (`json`, `jsonl`).
+    pub(crate) fn new(format: Format, values: Option<ValueFormat>, null_repr: Option<String>) -> Out {
+        let values = values.unwrap_or(match format {
+            Format::Text | Format::Table => ValueFormat::Auto,
+            Format::Json | Format::Jsonl => ValueFormat::Base64,
+        });
         Out {
             format,
-            value_encoding: enc.to_owned(),
+            values,
             null_repr: null_repr.unwrap_or_else(|| "null".to_owned()),
             sink: None,
         }
@@ -81,12 +107,41 @@ impl Out {
         }
     }
 
-    /// A value as text in the configured encoding.
-    pub(crate) fn value(&self, bytes: &[u8]) -> String {
-        match self.value_encoding.as_str() {
-            "hex" => bytes.iter().map(|b| format!("{b:02x}")).collect(),
-            "utf8" => String::from_utf8_lossy(bytes).into_owned(),
-            _ => base64::engine::general_purpose::STANDARD.encode(bytes),
+    /// A value for a JSON record: a JSON value (`auto` on JSON, `json`) or a string.
+    pub(crate) fn value_json(&self, key: &str, bytes: &[u8]) -> anyhow::Result<Value> {
+        Ok(match self.values {
+            ValueFormat::Auto => match serde_json::from_slice::<Value>(bytes) {
+                Ok(v) => v,
+                Err(_) => Value::String(self.auto_text(bytes)),
+            },
+            ValueFormat::Json => serde_json::from_slice(bytes).map_err(|e| {
+                anyhow::anyhow!(
+                    "the value of key {key} is not JSON ({e}): use --value-format auto, utf8 or base64"
+                )
+            })?,
+            _ => Value::String(self.value_text(key, bytes)?),
+        })
+    }
+
+    /// A value as text for people (compact JSON for `json`).
+    pub(crate) fn value_text(&self, key: &str, bytes: &[u8]) -> anyhow::Result<String> {
+        Ok(match self.values {
+            ValueFormat::Hex => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            ValueFormat::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
+            ValueFormat::Base64 => base64::engine::general_purpose::STANDARD.encode(bytes),
+            ValueFormat::Json => self.value_json(key, bytes)?.to_string(),
+            ValueFormat::Auto => match serde_json::from_slice::<Value>(bytes) {
+                Ok(v @ (Value::Object(_) | Value::Array(_))) => v.to_string(),
+                _ => self.auto_text(bytes),
+            },
+        })
+    }
+
+    /// UTF-8 text, or base64 when the bytes are not UTF-8.
+    fn auto_text(&self, bytes: &[u8]) -> String {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => s.to_owned(),
+            Err(_) => base64::engine::general_purpose::STANDARD.encode(bytes),
         }
     }
 

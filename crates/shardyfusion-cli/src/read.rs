@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::{Map, Value, json};
 use shardyfusion::cel::{CelValue, RoutingContext};
 use shardyfusion::reader_async::{AsyncShardedReader, ReaderOptions};
-use shardyfusion::{CelColumnType, Key, KeyEncoding, ShardingStrategy};
+use shardyfusion::{CelColumnType, Key, KeyEncoding, RequiredBuildMeta, ShardingStrategy};
 
 use crate::output::{Format, table};
 use crate::{Command, Ctx};
@@ -88,8 +88,8 @@ fn opt_key_json(k: &Option<Key>) -> Value {
     k.as_ref().map_or(Value::Null, key_json)
 }
 
-/// Open the snapshot (pinned by `--ref`/`--offset`) and return its declared CEL columns.
-async fn open(ctx: &Ctx) -> Result<(AsyncShardedReader, Columns)> {
+/// Open the snapshot (pinned by `--ref`/`--offset`) and return its build metadata.
+async fn open(ctx: &Ctx) -> Result<(AsyncShardedReader, RequiredBuildMeta)> {
     let options = ReaderOptions::default().with_storage(ctx.resolver.clone());
     let pinned = match (&ctx.manifest_ref, ctx.offset) {
         (Some(r), _) => Some(r.clone()),
@@ -111,19 +111,43 @@ async fn open(ctx: &Ctx) -> Result<(AsyncShardedReader, Columns)> {
     };
     let reader = match &pinned {
         Some(r) => AsyncShardedReader::open_pinned(ctx.store.clone(), r, options).await?,
-        None => AsyncShardedReader::open(ctx.store.clone(), options).await?,
+        None => match AsyncShardedReader::open(ctx.store.clone(), options).await {
+            Ok(r) => r,
+            Err(e) => return Err(no_pointer_hint(ctx, e).await),
+        },
     };
     let manifest_ref = reader.snapshot_info()?.manifest_ref;
     let manifest = ctx.store.load_manifest(&manifest_ref).await?;
-    Ok((
-        reader,
-        manifest
-            .build
-            .sharding
-            .cel_columns
-            .clone()
-            .unwrap_or_default(),
-    ))
+    Ok((reader, manifest.build))
+}
+
+/// An open that found no pointer, explained: the URL that was tried, and whether the URL is
+/// a prefix with a `_CURRENT` of its own (a `--current-url` given the write's `--prefix`).
+async fn no_pointer_hint(ctx: &Ctx, e: shardyfusion::Error) -> anyhow::Error {
+    let missing = e.kind() == shardyfusion::ErrorKind::ReaderState
+        && matches!(ctx.store.load_current().await, Ok(None));
+    let Some(url) = ctx.pointer_url.as_ref().filter(|_| missing) else {
+        return e.into();
+    };
+    let nested = format!("{url}/{}", shardyfusion::CURRENT_POINTER_KEY);
+    let exists = match ctx.resolver.resolve(&nested) {
+        Ok(loc) => {
+            use shardyfusion::storage::object_store::ObjectStoreExt as _;
+            loc.store.head(&loc.path).await.is_ok()
+        }
+        Err(_) => false,
+    };
+    if exists {
+        anyhow::anyhow!(
+            "no snapshot pointer at {url}, but {nested} exists: pass --current-url {nested} \
+             (the pointer object, not the prefix it is in)"
+        )
+    } else {
+        anyhow::anyhow!(
+            "no snapshot pointer at {url}: nothing has been published there (a write prints the \
+             --current-url to read it with)"
+        )
+    }
 }
 
 /// The REPL banner: `Loaded manifest run_id=<id> (<N> shards, <strategy> sharding)`.
@@ -146,10 +170,12 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
     match cmd {
         Command::History { limit } => {
             let history = ctx.store.list_manifests(*limit).await?;
+            let current = ctx.store.load_current().await?.map(|c| c.manifest_ref);
+            let is_current = |r: &str| current.as_deref() == Some(r);
             let items: Vec<Value> = history
                 .iter()
                 .enumerate()
-                .map(|(i, m)| json!({"offset": i, "run_id": m.run_id, "published_at": m.published_at.to_iso(), "ref": m.manifest_ref}))
+                .map(|(i, m)| json!({"offset": i, "run_id": m.run_id, "published_at": m.published_at.to_iso(), "ref": m.manifest_ref, "current": is_current(&m.manifest_ref)}))
                 .collect();
             out.record(
                 &rec(vec![
@@ -158,12 +184,13 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
                 ]),
                 || match out.format {
                     Format::Table => table(
-                        &["offset", "published_at", "run_id", "ref"],
+                        &["", "offset", "published_at", "run_id", "ref"],
                         &history
                             .iter()
                             .enumerate()
                             .map(|(i, m)| {
                                 vec![
+                                    if is_current(&m.manifest_ref) { "*" } else { "" }.to_owned(),
                                     i.to_string(),
                                     m.published_at.to_iso(),
                                     m.run_id.clone(),
@@ -176,7 +203,12 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
                         .iter()
                         .enumerate()
                         .map(|(i, m)| {
-                            format!("[{i}] {}  run_id={}", m.published_at.to_iso(), m.run_id)
+                            let mark = if is_current(&m.manifest_ref) { "* " } else { "  " };
+                            format!(
+                                "{mark}[{i}] {}  run_id={}",
+                                m.published_at.to_iso(),
+                                m.run_id
+                            )
                         })
                         .collect(),
                 },
@@ -210,8 +242,30 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
                 }
                 _ => bail!("rollback takes exactly one of --ref REF, --run-id ID, --offset N"),
             };
+            let before = ctx.store.load_current().await?.map(|c| c.manifest_ref);
+            // Newest first: a target listed before the current manifest is newer than it.
+            let recent = ctx.store.list_manifests(100).await?;
+            let position = |r: &str| recent.iter().position(|m| m.manifest_ref == r);
+            let direction = match (before.as_deref(), position(&target)) {
+                (Some(b), _) if b == target => "unchanged",
+                (Some(b), Some(t)) if position(b).is_some_and(|c| t < c) => "forward",
+                _ => "back",
+            };
             ctx.store.set_current(&target).await?;
-            println!("Rolled back _CURRENT to: {target}");
+            let text = match direction {
+                "unchanged" => format!("_CURRENT already names: {target}"),
+                "forward" => format!("Rolled forward _CURRENT to: {target}"),
+                _ => format!("Rolled back _CURRENT to: {target}"),
+            };
+            out.record(
+                &rec(vec![
+                    ("op", json!("rollback")),
+                    ("direction", json!(direction)),
+                    ("from", json!(before)),
+                    ("to", json!(target)),
+                ]),
+                || vec![text.clone()],
+            );
             return Ok(ExitCode::SUCCESS);
         }
         _ => {}
@@ -232,7 +286,8 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
         },
         _ => open(ctx).await?,
     };
-    let (reader, columns) = opened;
+    let (reader, build) = opened;
+    let columns: Columns = build.sharding.cel_columns.clone().unwrap_or_default();
     let enc = reader.key_encoding()?;
     let code = match cmd {
         Command::Get {
@@ -245,22 +300,28 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
             let v = reader
                 .get_with_context(k.as_key_ref(), ctxv.as_ref())
                 .await?;
-            let value = v
-                .as_ref()
-                .map_or_else(|| json!(out.null_repr), |b| json!(out.value(b)));
+            let shown = v.as_ref().map(|b| out.value_text(key, b)).transpose()?;
+            let value = match &v {
+                Some(b) => out.value_json(key, b)?,
+                None => json!(out.null_repr),
+            };
             out.record(
                 &rec(vec![
                     ("op", json!("get")),
                     ("key", key_json(&k)),
                     ("found", json!(v.is_some())),
-                    ("value", value.clone()),
+                    ("value", value),
                 ]),
-                || {
-                    vec![format!(
-                        "{key}={}",
-                        v.as_ref()
-                            .map_or_else(|| "null".to_owned(), |b| out.value(b))
-                    )]
+                || match out.format {
+                    Format::Table => table(
+                        &["key", "found", "value"],
+                        &[vec![
+                            key.clone(),
+                            v.is_some().to_string(),
+                            shown.clone().unwrap_or_default(),
+                        ]],
+                    ),
+                    _ => vec![shown.clone().unwrap_or_else(|| out.null_repr.clone())],
                 },
             );
             if *strict && v.is_none() {
@@ -291,74 +352,105 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
             let refs: Vec<_> = parsed.iter().map(Key::as_key_ref).collect();
             let ctxv = routing_context(rc, &reader, &columns)?;
             let results = reader.multi_get_with_context(&refs, ctxv.as_ref()).await?;
-            let items: Vec<Value> = results
-                .iter()
-                .map(|(k, v)| {
-                    let mut m = rec(vec![("key", key_json(k)), ("found", json!(v.is_some()))]);
-                    if let Some(b) = v {
-                        m.insert("value".into(), json!(out.value(b)));
-                    }
-                    Value::Object(m)
-                })
-                .collect();
-            out.record(
-                &rec(vec![
-                    ("op", json!("multiget")),
-                    ("results", Value::Array(items)),
-                ]),
-                || match out.format {
-                    Format::Table => table(
-                        &["key", "found", "value"],
-                        &results
-                            .iter()
-                            .map(|(k, v)| {
-                                vec![
-                                    k.to_string(),
-                                    v.is_some().to_string(),
-                                    v.as_ref().map_or_else(String::new, |b| out.value(b)),
-                                ]
-                            })
-                            .collect::<Vec<_>>(),
-                    ),
-                    _ => results
-                        .iter()
-                        .map(|(k, v)| {
-                            format!(
-                                "{}={}",
-                                key_json(k).to_string().trim_matches('"'),
-                                v.as_ref()
-                                    .map_or_else(|| "null".to_owned(), |b| out.value(b))
-                            )
-                        })
-                        .collect(),
-                },
-            );
+            let mut items = Vec::with_capacity(results.len());
+            let mut rows = Vec::with_capacity(results.len());
+            for (k, v) in &results {
+                let shown = key_json(k).to_string();
+                let shown = shown.trim_matches('"');
+                let mut m = rec(vec![("key", key_json(k)), ("found", json!(v.is_some()))]);
+                if let Some(b) = v {
+                    m.insert("value".into(), out.value_json(shown, b)?);
+                }
+                rows.push(vec![
+                    shown.to_owned(),
+                    v.is_some().to_string(),
+                    v.as_ref()
+                        .map(|b| out.value_text(shown, b))
+                        .transpose()?
+                        .unwrap_or_else(|| out.null_repr.clone()),
+                ]);
+                items.push(m);
+            }
+            if out.format == Format::Jsonl {
+                // One line per key, in input order (first occurrence).
+                for mut m in items {
+                    m.insert("op".into(), json!("multiget"));
+                    out.record(&m, Vec::new);
+                }
+            } else {
+                out.record(
+                    &rec(vec![
+                        ("op", json!("multiget")),
+                        (
+                            "results",
+                            Value::Array(items.into_iter().map(Value::Object).collect()),
+                        ),
+                    ]),
+                    || match out.format {
+                        Format::Table => table(&["key", "found", "value"], &rows),
+                        _ => rows.iter().map(|r| format!("{}={}", r[0], r[2])).collect(),
+                    },
+                );
+            }
             ExitCode::SUCCESS
         }
         Command::Info => {
             let i = reader.snapshot_info()?;
-            let fields = vec![
+            let sh = &build.sharding;
+            let mut fields = vec![
                 ("run_id", json!(i.run_id)),
                 ("num_dbs", json!(i.num_dbs)),
+                ("row_count", json!(i.row_count)),
+                ("key_col", json!(build.key_col)),
+                ("key_encoding", json!(i.key_encoding.as_str())),
                 ("sharding", json!(i.sharding.as_str())),
+                ("hash_algorithm", json!(i.hash_algorithm)),
                 ("created_at", json!(i.created_at.to_iso())),
                 ("manifest_ref", json!(i.manifest_ref)),
-                ("row_count", json!(i.row_count)),
-                ("key_encoding", json!(i.key_encoding.as_str())),
-                ("hash_algorithm", json!(i.hash_algorithm)),
             ];
-            let text: Vec<String> = fields
+            if let Some(e) = &sh.cel_expr {
+                fields.push(("cel_expr", json!(e)));
+            }
+            if let Some(c) = &sh.cel_columns {
+                fields.push((
+                    "cel_columns",
+                    json!(c.iter().map(|(k, t)| (k.clone(), t.as_str())).collect::<BTreeMap<_, _>>()),
+                ));
+            }
+            if let Some(v) = &sh.routing_values {
+                // Categorical CEL: the token at position i routes to shard i.
+                fields.push((
+                    "routing_values",
+                    Value::Array(
+                        v.iter()
+                            .enumerate()
+                            .map(|(db, t)| match t {
+                                shardyfusion::RoutingValue::Int(n) => json!({"value": n, "db_id": db}),
+                                shardyfusion::RoutingValue::Str(s) => json!({"value": s, "db_id": db}),
+                            })
+                            .collect(),
+                    ),
+                ));
+            }
+            let text_of = |v: &Value| match v {
+                Value::String(s) => s.clone(),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|t| format!("{} -> shard {}", t["value"], t["db_id"]))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
+            let lines: Vec<Vec<String>> = fields
                 .iter()
-                .map(|(k, v)| {
-                    format!(
-                        "{k}={}",
-                        v.as_str().map_or_else(|| v.to_string(), str::to_owned)
-                    )
-                })
+                .map(|(k, v)| vec![(*k).to_owned(), text_of(v)])
                 .collect();
             let mut all = vec![("op", json!("info"))];
             all.extend(fields);
-            out.record(&rec(all), || text);
+            out.record(&rec(all), || match out.format {
+                Format::Table => table(&["field", "value"], &lines),
+                _ => lines.iter().map(|r| format!("{}: {}", r[0], r[1])).collect(),
+            });
             ExitCode::SUCCESS
         }
         Command::Shards => {

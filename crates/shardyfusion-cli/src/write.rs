@@ -434,8 +434,14 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
         p.bar.finish_and_clear();
     }
     let d = result.stats.durations;
+    let current_url = format!(
+        "{}/{}",
+        prefix.trim_end_matches('/'),
+        shardyfusion::CURRENT_POINTER_KEY
+    );
     let record: Map<String, Value> = [
         ("op", json!("write")),
+        ("current_url", json!(current_url)),
         ("run_id", json!(result.run_id)),
         ("manifest_ref", json!(result.manifest_ref.manifest_ref)),
         ("num_dbs", json!(result.num_dbs)),
@@ -458,6 +464,7 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
             d.total_ms,
             result.manifest_ref.manifest_ref
         )];
+        lines.push(format!("read it with: shardy --current-url {current_url} get KEY"));
         if dups > 0 {
             lines.push(format!(
                 "{dups} rows repeated an earlier key (the later row won; row_count counts them): \
