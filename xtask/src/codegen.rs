@@ -31,6 +31,11 @@ const GENERATED: &[Generated] = &[
         program: "shardy",
         args: &["__reference"],
     },
+    Generated {
+        path: "docs/reference/config.md",
+        program: "shardy",
+        args: &["__config-reference"],
+    },
 ];
 
 /// Write every generated file, or with `check` fail when any is stale.

@@ -34,12 +34,7 @@ pub(crate) fn parse_line(words: &[String]) -> Result<Command> {
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .collect();
-        anyhow::anyhow!(
-            "{}",
-            message
-                .join(" ")
-                .trim_start_matches("error: ")
-        )
+        anyhow::anyhow!("{}", message.join(" ").trim_start_matches("error: "))
     })?;
     match cli.command {
         Some(

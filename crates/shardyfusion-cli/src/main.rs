@@ -140,6 +140,16 @@ pub(crate) enum Command {
     /// --older-than or --keep-last also old runs' shard data (never that of a run whose writer
     /// still holds its lease). Manifests and run records are never deleted.
     Cleanup(cleanup::CleanupArgs),
+    /// Print a shell completion script: `shardy completions bash > /etc/bash_completion.d/shardy`,
+    /// `shardy completions zsh > ~/.zfunc/_shardy`, `shardy completions fish >
+    /// ~/.config/fish/completions/shardy.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `shardy man > shardy.1; man ./shardy.1`.
+    Man,
     /// Run a YAML batch script (`commands:` list, optional `on_error: stop|continue`).
     Exec {
         /// The script.
@@ -165,6 +175,8 @@ impl Command {
             Command::Write(_) => "write",
             Command::Exec { .. } => "exec",
             Command::Cleanup(_) => "cleanup",
+            Command::Completions { .. } => "completions",
+            Command::Man => "man",
         }
     }
 }
@@ -341,7 +353,11 @@ fn build_ctx_with(
                     let url = cli
                         .current_url
                         .clone()
-                        .or_else(|| std::env::var("SHARDY_CURRENT").ok().filter(|v| !v.is_empty()))
+                        .or_else(|| {
+                            std::env::var("SHARDY_CURRENT")
+                                .ok()
+                                .filter(|v| !v.is_empty())
+                        })
                         .or(cfg.reader.current_url.clone())
                         .ok_or(NoSnapshot)?;
                     split_current(&url)?
@@ -405,6 +421,21 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     match &cli.command {
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "shardy",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Man) => {
+            use clap::CommandFactory as _;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Write(args)) => {
             let ctx = build_ctx(cli, args.prefix.as_deref())?;
             rt.block_on(write::run(&ctx, args))
@@ -475,14 +506,30 @@ fn error_text(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("__reference") {
-        print!("{}", reference_markdown());
-        return ExitCode::SUCCESS;
+    match std::env::args().nth(1).as_deref() {
+        Some("__reference") => {
+            print!("{}", reference_markdown());
+            return ExitCode::SUCCESS;
+        }
+        Some("__config-reference") => {
+            print!("{}", config::reference_markdown());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
     let cli = Cli::parse();
     let op = cli.command.as_ref().map_or("repl", Command::op);
     match run(&cli) {
         Ok(code) => code,
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            // The reader of our output went away (`| head`): nothing to report.
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             let mut record = serde_json::json!({"op": op, "error": error_text(&e)});
             if let Some(se) = e.downcast_ref::<shardyfusion::Error>() {
@@ -492,7 +539,10 @@ fn main() -> ExitCode {
                 }
             }
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                eprintln!("shardy {op}: error: {}", record["error"].as_str().unwrap_or_default());
+                eprintln!(
+                    "shardy {op}: error: {}",
+                    record["error"].as_str().unwrap_or_default()
+                );
             } else {
                 eprintln!("{record}");
             }

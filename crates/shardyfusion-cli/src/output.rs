@@ -23,9 +23,9 @@ impl Format {
             "jsonl" => Format::Jsonl,
             "table" => Format::Table,
             "text" => Format::Text,
-            other => anyhow::bail!(
-                "unknown output format {other:?}: use json, jsonl, table or text"
-            ),
+            other => {
+                anyhow::bail!("unknown output format {other:?}: use json, jsonl, table or text")
+            }
         })
     }
 }
@@ -49,9 +49,7 @@ impl ValueFormat {
     /// A `reader.toml` `[output].value_format` (or the older `value_encoding`) name.
     pub(crate) fn parse(s: &str) -> anyhow::Result<ValueFormat> {
         <ValueFormat as clap::ValueEnum>::from_str(s, false).map_err(|_| {
-            anyhow::anyhow!(
-                "unknown value format {s:?}: use auto, utf8, json, base64 or hex"
-            )
+            anyhow::anyhow!("unknown value format {s:?}: use auto, utf8, json, base64 or hex")
         })
     }
 }
@@ -82,7 +80,11 @@ fn jsonl(v: &Value) -> String {
 impl Out {
     /// `values`: the chosen value format; by default `auto` for people (`text`, `table`) and
     /// `base64` for scripts (`json`, `jsonl`).
-    pub(crate) fn new(format: Format, values: Option<ValueFormat>, null_repr: Option<String>) -> Out {
+    pub(crate) fn new(
+        format: Format,
+        values: Option<ValueFormat>,
+        null_repr: Option<String>,
+    ) -> Out {
         let values = values.unwrap_or(match format {
             Format::Text | Format::Table => ValueFormat::Auto,
             Format::Json | Format::Jsonl => ValueFormat::Base64,

@@ -137,17 +137,18 @@ async fn no_pointer_hint(ctx: &Ctx, e: shardyfusion::Error) -> anyhow::Error {
         }
         Err(_) => false,
     };
-    if exists {
-        anyhow::anyhow!(
+    let hint = if exists {
+        format!(
             "no snapshot pointer at {url}, but {nested} exists: pass --current-url {nested} \
              (the pointer object, not the prefix it is in)"
         )
     } else {
-        anyhow::anyhow!(
+        format!(
             "no snapshot pointer at {url}: nothing has been published there (a write prints the \
              --current-url to read it with)"
         )
-    }
+    };
+    anyhow::Error::new(e).context(hint)
 }
 
 /// The REPL banner: `Loaded manifest run_id=<id> (<N> shards, <strategy> sharding)`.
@@ -203,7 +204,11 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
                         .iter()
                         .enumerate()
                         .map(|(i, m)| {
-                            let mark = if is_current(&m.manifest_ref) { "* " } else { "  " };
+                            let mark = if is_current(&m.manifest_ref) {
+                                "* "
+                            } else {
+                                "  "
+                            };
                             format!(
                                 "{mark}[{i}] {}  run_id={}",
                                 m.published_at.to_iso(),
@@ -414,7 +419,11 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
             if let Some(c) = &sh.cel_columns {
                 fields.push((
                     "cel_columns",
-                    json!(c.iter().map(|(k, t)| (k.clone(), t.as_str())).collect::<BTreeMap<_, _>>()),
+                    json!(
+                        c.iter()
+                            .map(|(k, t)| (k.clone(), t.as_str()))
+                            .collect::<BTreeMap<_, _>>()
+                    ),
                 ));
             }
             if let Some(v) = &sh.routing_values {
@@ -425,8 +434,12 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
                         v.iter()
                             .enumerate()
                             .map(|(db, t)| match t {
-                                shardyfusion::RoutingValue::Int(n) => json!({"value": n, "db_id": db}),
-                                shardyfusion::RoutingValue::Str(s) => json!({"value": s, "db_id": db}),
+                                shardyfusion::RoutingValue::Int(n) => {
+                                    json!({"value": n, "db_id": db})
+                                }
+                                shardyfusion::RoutingValue::Str(s) => {
+                                    json!({"value": s, "db_id": db})
+                                }
                             })
                             .collect(),
                     ),
@@ -449,7 +462,10 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
             all.extend(fields);
             out.record(&rec(all), || match out.format {
                 Format::Table => table(&["field", "value"], &lines),
-                _ => lines.iter().map(|r| format!("{}: {}", r[0], r[1])).collect(),
+                _ => lines
+                    .iter()
+                    .map(|r| format!("{}: {}", r[0], r[1]))
+                    .collect(),
             });
             ExitCode::SUCCESS
         }
@@ -545,7 +561,9 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
         | Command::Rollback { .. }
         | Command::Write(_)
         | Command::Exec { .. }
-        | Command::Cleanup(_) => ExitCode::SUCCESS,
+        | Command::Cleanup(_)
+        | Command::Completions { .. }
+        | Command::Man => ExitCode::SUCCESS,
     };
     reader.close();
     Ok(code)

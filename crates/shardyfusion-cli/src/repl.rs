@@ -19,16 +19,46 @@ use crate::{Cli, Ctx, read};
 
 /// The REPL's commands and what they do (`help`, completion).
 const COMMANDS: &[(&str, &str)] = &[
-    ("get", "get KEY [--routing-context COL=VALUE]...   look one key up"),
-    ("multiget", "multiget KEY... | -                       look several keys up"),
-    ("info", "info                                      facts about the snapshot"),
-    ("shards", "shards                                    every shard: rows, min/max key, URL"),
-    ("route", "route KEY                                 the shard a key routes to"),
-    ("health", "health [SECONDS]                          reader health (degraded when older)"),
-    ("history", "history [N]                               published manifests, newest first"),
-    ("use", "use --offset N | --ref REF | --latest    pin a manifest (never moves _CURRENT)"),
-    ("refresh", "refresh                                   follow _CURRENT again"),
-    ("help", "help [COMMAND]                            this list, or one command's options"),
+    (
+        "get",
+        "get KEY [--routing-context COL=VALUE]...   look one key up",
+    ),
+    (
+        "multiget",
+        "multiget KEY... | -                       look several keys up",
+    ),
+    (
+        "info",
+        "info                                      facts about the snapshot",
+    ),
+    (
+        "shards",
+        "shards                                    every shard: rows, min/max key, URL",
+    ),
+    (
+        "route",
+        "route KEY                                 the shard a key routes to",
+    ),
+    (
+        "health",
+        "health [SECONDS]                          reader health (degraded when older)",
+    ),
+    (
+        "history",
+        "history [N]                               published manifests, newest first",
+    ),
+    (
+        "use",
+        "use --offset N | --ref REF | --latest    pin a manifest (never moves _CURRENT)",
+    ),
+    (
+        "refresh",
+        "refresh                                   follow _CURRENT again",
+    ),
+    (
+        "help",
+        "help [COMMAND]                            this list, or one command's options",
+    ),
     ("quit", "quit | exit                               leave"),
 ];
 
@@ -171,7 +201,11 @@ async fn step(ctx: &mut Ctx, line: &str, human: bool) -> bool {
                     ctx.manifest_ref = None;
                     eprintln!("pinned to offset {n}");
                 }
-                Err(_) => report(human, "use", &anyhow::anyhow!("--offset takes a number, got {n:?}")),
+                Err(_) => report(
+                    human,
+                    "use",
+                    &anyhow::anyhow!("--offset takes a number, got {n:?}"),
+                ),
             },
             _ => report(
                 human,

@@ -464,7 +464,9 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
             d.total_ms,
             result.manifest_ref.manifest_ref
         )];
-        lines.push(format!("read it with: shardy --current-url {current_url} get KEY"));
+        lines.push(format!(
+            "read it with: shardy --current-url {current_url} get KEY"
+        ));
         if dups > 0 {
             lines.push(format!(
                 "{dups} rows repeated an earlier key (the later row won; row_count counts them): \

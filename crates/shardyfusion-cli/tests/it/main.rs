@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use serde_json::Value;
 
+mod ux;
+
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("shardy-it-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -149,7 +151,17 @@ fn write_then_every_read_command() {
         Some(1)
     );
 
-    let m = ok_json(shardy().args(["--current-url", &current, "multiget", "1", "2", "9999", "1"]));
+    let m = ok_json(shardy().args([
+        "--current-url",
+        &current,
+        "--output-format",
+        "json",
+        "multiget",
+        "1",
+        "2",
+        "9999",
+        "1",
+    ]));
     let results = m["results"].as_array().unwrap();
     assert_eq!(results.len(), 3, "duplicates collapse");
     assert_eq!(results[2]["found"], false);
@@ -253,10 +265,10 @@ fn write_then_every_read_command() {
         ])
         .output()
         .unwrap();
-    assert!(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .starts_with("Rolled back _CURRENT to: ")
+    let rolled: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (rolled["op"].as_str(), rolled["direction"].as_str()),
+        (Some("rollback"), Some("back"))
     );
     assert_eq!(
         ok_json(shardy().args(["--current-url", &current, "info"]))["run_id"],
@@ -363,10 +375,9 @@ fn errors_are_one_clear_line() {
     let e = err_json(shardy().args(["--current-url", &current, "info"]), 1);
     assert_eq!(e["error_type"], "ReaderState");
     assert!(
-        e["error"]
-            .as_str()
-            .unwrap()
-            .contains("CURRENT pointer not found"),
+        e["error"].as_str().unwrap().contains(&format!(
+            "no snapshot pointer at {current}: nothing has been published there"
+        )),
         "{e}"
     );
     let e = err_json(
@@ -564,16 +575,20 @@ fn exec_scripts_and_the_repl() {
     assert_eq!(
         ops,
         [
-            "get", "multiget", "get", "info", "history", "refresh", "route"
-        ]
+            "get", "multiget", "multiget", "get", "info", "history", "refresh", "route"
+        ],
+        "JSONL: one line per multiget key"
     );
     assert!(
-        records[2]["error"]
+        records[3]["error"]
             .as_str()
             .unwrap()
             .contains("not an integer")
     );
-    assert_eq!(records[1]["results"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        (records[1]["key"].as_i64(), records[2]["key"].as_i64()),
+        (Some(1), Some(2))
+    );
     // on_error: stop (the default) stops at the first failure.
     std::fs::write(
         &script,
