@@ -526,12 +526,20 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
                     ("num_shards", json!(h.num_shards)),
                     ("is_closed", json!(h.is_closed)),
                 ]),
-                || {
-                    vec![format!(
+                || match out.format {
+                    Format::Table => table(
+                        &["status", "manifest_age_s", "shards"],
+                        &[vec![
+                            h.status.as_str().to_owned(),
+                            age.to_string(),
+                            h.num_shards.to_string(),
+                        ]],
+                    ),
+                    _ => vec![format!(
                         "status={} manifest_age={age}s shards={}",
                         h.status.as_str(),
                         h.num_shards
-                    )]
+                    )],
                 },
             );
             match h.status {
@@ -553,7 +561,10 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
                     ("key", key_json(&k)),
                     ("db_id", json!(db)),
                 ]),
-                || vec![format!("{key} -> shard {db}")],
+                || match out.format {
+                    Format::Table => table(&["key", "db_id"], &[vec![key.clone(), db.to_string()]]),
+                    _ => vec![format!("{key} -> shard {db}")],
+                },
             );
             ExitCode::SUCCESS
         }

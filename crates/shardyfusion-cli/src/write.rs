@@ -105,20 +105,21 @@ pub(crate) struct WriteArgs {
     /// CEL expression (with --cel-column).
     #[arg(long)]
     cel_expr: Option<String>,
-    /// CEL column `NAME:TYPE` (repeatable).
-    #[arg(long = "cel-column")]
+    /// CEL column `NAME:TYPE` (repeatable; with --cel-expr).
+    #[arg(long = "cel-column", requires = "cel_expr")]
     cel_columns: Vec<String>,
-    /// Categorical routing values, comma separated (integers or strings).
-    #[arg(long, value_delimiter = ',')]
+    /// Categorical routing values, comma separated (integers or strings; with --cel-expr): the
+    /// token at position i routes to shard i.
+    #[arg(long, value_delimiter = ',', requires = "cel_expr")]
     routing_values: Option<Vec<String>>,
-    /// Infer categorical routing values from the data.
-    #[arg(long)]
+    /// Infer categorical routing values from the data (with --cel-expr).
+    #[arg(long, requires = "cel_expr", conflicts_with = "routing_values")]
     infer_routing_values: bool,
     /// Route by columns: `NAME[:TYPE],…`.
     #[arg(long, value_delimiter = ',')]
     cel_by_columns: Option<Vec<String>>,
     /// With --cel-by-columns: hash into this many shards (else categorical, inferred).
-    #[arg(long)]
+    #[arg(long, requires = "cel_by_columns")]
     num_shards: Option<u32>,
     /// With --cel-by-columns: separator between columns.
     #[arg(long, default_value = ":")]
@@ -426,9 +427,25 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
             .await
     };
     let _ = reader.join();
-    let result = result.map_err(|e| match e.input_row().and_then(|r| starts.locate(r)) {
-        Some((file, row)) => anyhow::Error::new(e).context(format!("{file}, row {row}")),
-        None => anyhow::Error::new(e),
+    let direct_cel =
+        args.cel_expr.is_some() && args.routing_values.is_none() && !args.infer_routing_values;
+    let result = result.map_err(|e| {
+        let not_an_id = direct_cel
+            && e.kind() == shardyfusion::ErrorKind::ShardAssignment
+            && e.message().contains("is not a shard id");
+        let at = e.input_row().and_then(|r| starts.locate(r));
+        let mut err = anyhow::Error::new(e);
+        if let Some((file, row)) = at {
+            err = err.context(format!("{file}, row {row}"));
+        }
+        if not_an_id {
+            // A categorical expression (tokens, not shard ids) without its tokens.
+            err = err.context(
+                "the CEL expression yields tokens, not shard ids: pass --routing-values A,B,… \
+                 (token i routes to shard i) or --infer-routing-values",
+            );
+        }
+        err
     })?;
     if let Some(p) = &progress {
         p.bar.finish_and_clear();

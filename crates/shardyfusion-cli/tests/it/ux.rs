@@ -237,6 +237,55 @@ fn errors_say_what_to_do_next() {
         1,
     );
     assert!(e["error"].as_str().unwrap().contains("--num-dbs"), "{e}");
+    // Sharding flags that need another flag name it.
+    let out = shardy_in(&dir)
+        .args([
+            "write",
+            "--no-progress",
+            "--input",
+            "airlines.jsonl",
+            "--key-col",
+            "code",
+            "--key-encoding",
+            "utf8",
+            "--value-col",
+            "name",
+            "--routing-values",
+            "AA,UA",
+            "--num-dbs",
+            "2",
+            "--prefix",
+            "snaps/bad",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cel-expr <CEL_EXPR>"));
+    let e = err_json(
+        shardy_in(&dir).args([
+            "write",
+            "--no-progress",
+            "--input",
+            "airlines.jsonl",
+            "--key-col",
+            "code",
+            "--key-encoding",
+            "utf8",
+            "--value-col",
+            "name",
+            "--cel-expr",
+            "code",
+            "--cel-column",
+            "code:string",
+            "--prefix",
+            "snaps/bad",
+        ]),
+        1,
+    );
+    let msg = e["error"].as_str().unwrap();
+    assert!(
+        msg.contains("--routing-values") && msg.contains("--infer-routing-values"),
+        "{e}"
+    );
     // A missing argument is named.
     let out = shardy_in(&dir)
         .args(["--current-url", &names, "get"])
