@@ -110,12 +110,14 @@ fn script_step(step: &Value) -> Result<(String, Command)> {
         }
     };
     let mut w = vec![op.clone()];
+    // Options first, then `--`, then the keys: a key such as `-V` is a key, not a flag.
     match op.as_str() {
         "get" | "route" => {
-            w.push(s(step
+            let key = s(step
                 .get("key")
-                .with_context(|| format!("{op} needs a `key`"))?));
+                .with_context(|| format!("{op} needs a `key`"))?);
             ctx_args(&mut w);
+            w.extend(["--".to_owned(), key]);
         }
         "multiget" => {
             let keys = step
@@ -123,8 +125,9 @@ fn script_step(step: &Value) -> Result<(String, Command)> {
                 .and_then(Value::as_array)
                 .filter(|k| !k.is_empty())
                 .context("multiget needs a non-empty `keys` list")?;
-            w.extend(keys.iter().map(s));
             ctx_args(&mut w);
+            w.push("--".to_owned());
+            w.extend(keys.iter().map(s));
         }
         "health" => {
             if let Some(t) = step.get("staleness_threshold") {

@@ -292,6 +292,23 @@ pub(crate) fn reference_markdown() -> String {
     out
 }
 
+/// A TOML error without the offending line (it may hold a secret: a DSN password, a secret
+/// key): the file, the line and column, and what is wrong.
+fn redacted(path: &Path, text: &str, e: &toml::de::Error, what: &str) -> anyhow::Error {
+    let at = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!(" at line {line}, column {column}")
+    });
+    anyhow::anyhow!(
+        "{} is not {what}{}: {}",
+        path.display(),
+        at.unwrap_or_default(),
+        e.message()
+    )
+}
+
 /// Load `reader.toml` (defaults when none is found).
 pub(crate) fn load_reader(flag: Option<&Path>) -> Result<ReaderConfig> {
     let Some(path) = locate(flag, "SHARDY_CONFIG", "reader.toml")? else {
@@ -299,8 +316,8 @@ pub(crate) fn load_reader(flag: Option<&Path>) -> Result<ReaderConfig> {
     };
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let cfg: ReaderConfig = toml::from_str(&text)
-        .with_context(|| format!("{} is not a valid reader.toml", path.display()))?;
+    let cfg: ReaderConfig =
+        toml::from_str(&text).map_err(|e| redacted(&path, &text, &e, "a valid reader.toml"))?;
     if let Ok(table) = toml::from_str::<toml::Table>(&text) {
         let known: Vec<(&str, &str)> = READER_KEYS
             .iter()
@@ -344,7 +361,7 @@ pub(crate) fn load_profile(flag: Option<&Path>, profile: &str) -> Result<Option<
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+        toml::from_str(&text).map_err(|e| redacted(&path, &text, &e, "valid TOML"))?;
     let known: Vec<(&str, &str)> = CREDENTIAL_KEYS.iter().map(|(k, _)| ("", *k)).collect();
     warn_unknown(&path, &table, &known);
     let value = table.get(profile).with_context(|| {

@@ -63,6 +63,17 @@ pub(crate) struct Cli {
     /// `[output].value_format`).
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     value_format: Option<ValueFormat>,
+    /// How keys are given (arguments and `multiget -` lines): text (as typed), hex or base64
+    /// of the key's bytes (so any key can be entered; integer encodings take their 8 or 4
+    /// big-endian bytes).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    key_format: read::KeyFormat,
     /// Pin a manifest ref for this invocation (never moves `_CURRENT`).
     #[arg(
         long = "ref",
@@ -203,6 +214,8 @@ pub(crate) struct Ctx {
     pub(crate) prefix: Option<String>,
     /// The pointer object's URL (object-store backend), for messages.
     pub(crate) pointer_url: Option<String>,
+    /// How keys are given.
+    pub(crate) key_format: read::KeyFormat,
     pub(crate) out: Out,
     pub(crate) manifest_ref: Option<String>,
     pub(crate) offset: Option<usize>,
@@ -409,6 +422,7 @@ fn build_ctx_with(
         resolver,
         prefix,
         pointer_url,
+        key_format: cli.key_format,
         out,
         manifest_ref: cli.manifest_ref.clone(),
         offset: cli.offset,

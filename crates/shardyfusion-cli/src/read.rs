@@ -1,7 +1,6 @@
 //! The read commands: get, multiget, info, shards, health, route, history, rollback.
 
 use std::collections::BTreeMap;
-use std::io::BufRead as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,17 +13,106 @@ use shardyfusion::{CelColumnType, Key, KeyEncoding, RequiredBuildMeta, ShardingS
 use crate::output::{Format, table};
 use crate::{Command, Ctx};
 
-/// Coerce a command-line key by the snapshot's key encoding.
-pub(crate) fn coerce_key(raw: &str, encoding: KeyEncoding) -> Result<Key> {
-    Ok(match encoding {
-        KeyEncoding::U64Be | KeyEncoding::U32Be => {
-            Key::Int(raw.trim().parse().with_context(|| {
-                format!("key {raw:?} is not an integer, but the snapshot uses {encoding} keys")
+/// How keys are written on the command line and on `multiget -` lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum KeyFormat {
+    /// As typed: digits for integer encodings, the text itself for `utf8` and `raw`.
+    #[default]
+    Text,
+    /// The key's bytes in hex (integer encodings: the 8 or 4 big-endian bytes).
+    Hex,
+    /// The key's bytes in base64 (standard alphabet).
+    Base64,
+}
+
+/// A key given as `raw` (in `format`), coerced by the snapshot's key encoding. Nothing is
+/// trimmed: every byte is part of the key.
+pub(crate) fn coerce_key(raw: &[u8], encoding: KeyEncoding, format: KeyFormat) -> Result<Key> {
+    use base64::Engine as _;
+    let shown = || String::from_utf8_lossy(raw).into_owned();
+    let bytes: Vec<u8> = match format {
+        KeyFormat::Text => raw.to_vec(),
+        KeyFormat::Hex => {
+            let text = std::str::from_utf8(raw).unwrap_or_default();
+            if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("key {:?} is not hex (--key-format hex)", shown());
+            }
+            (0..text.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
+                .collect::<std::result::Result<_, _>>()?
+        }
+        KeyFormat::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .with_context(|| format!("key {:?} is not base64 (--key-format base64)", shown()))?,
+    };
+    Ok(match (encoding, format) {
+        (KeyEncoding::U64Be | KeyEncoding::U32Be, KeyFormat::Text) => {
+            let text = std::str::from_utf8(&bytes).unwrap_or_default();
+            Key::Int(text.parse().with_context(|| {
+                format!(
+                    "key {:?} is not an integer, but the snapshot uses {encoding} keys",
+                    shown()
+                )
             })?)
         }
-        KeyEncoding::Utf8 => Key::Str(raw.to_owned()),
-        KeyEncoding::Raw => Key::Bytes(raw.as_bytes().to_vec()),
+        (KeyEncoding::U64Be, _) => {
+            let b: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
+                anyhow::anyhow!(
+                    "a u64be key is 8 bytes, got {} from {:?}",
+                    bytes.len(),
+                    shown()
+                )
+            })?;
+            Key::Int(i64::try_from(u64::from_be_bytes(b)).map_err(|_| {
+                anyhow::anyhow!(
+                    "key {:?} is above 2^63-1, which u64be keys cannot hold",
+                    shown()
+                )
+            })?)
+        }
+        (KeyEncoding::U32Be, _) => {
+            let b: [u8; 4] = bytes.as_slice().try_into().map_err(|_| {
+                anyhow::anyhow!(
+                    "a u32be key is 4 bytes, got {} from {:?}",
+                    bytes.len(),
+                    shown()
+                )
+            })?;
+            Key::Int(i64::from(u32::from_be_bytes(b)))
+        }
+        (KeyEncoding::Utf8, _) => Key::Str(String::from_utf8(bytes).map_err(|_| {
+            anyhow::anyhow!(
+                "key {:?} is not valid UTF-8, but the snapshot uses utf8 keys",
+                shown()
+            )
+        })?),
+        (KeyEncoding::Raw, _) => Key::Bytes(bytes),
     })
+}
+
+/// The keys of `multiget -`: every line of stdin is one key (only `\n` or `\r\n` is
+/// stripped; an empty line is the empty key). A key that does not fit is an error naming its
+/// line.
+fn stdin_keys(encoding: KeyEncoding, format: KeyFormat) -> Result<Vec<Key>> {
+    use std::io::Read as _;
+    let mut all = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut all)
+        .context("reading keys from stdin")?;
+    let mut lines: Vec<&[u8]> = all.split(|b| *b == b'\n').collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop(); // the terminator of the last line
+    }
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            coerce_key(line, encoding, format).with_context(|| format!("stdin line {}", i + 1))
+        })
+        .collect()
 }
 
 type Columns = BTreeMap<String, CelColumnType>;
@@ -300,7 +388,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
             routing_context: rc,
             strict,
         } => {
-            let k = coerce_key(key, enc)?;
+            let k = coerce_key(key.as_bytes(), enc, ctx.key_format)?;
             let ctxv = routing_context(rc, &reader, &columns)?;
             let v = reader
                 .get_with_context(k.as_key_ref(), ctxv.as_ref())
@@ -308,7 +396,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
             let shown = v.as_ref().map(|b| out.value_text(key, b)).transpose()?;
             let value = match &v {
                 Some(b) => out.value_json(key, b)?,
-                None => json!(out.null_repr),
+                None => Value::Null,
             };
             out.record(
                 &rec(vec![
@@ -339,21 +427,13 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
             keys,
             routing_context: rc,
         } => {
-            let raw: Vec<String> = if keys.len() == 1 && keys[0] == "-" {
-                std::io::stdin()
-                    .lock()
-                    .lines()
-                    .map_while(std::result::Result::ok)
-                    .map(|l| l.trim().to_owned())
-                    .filter(|l| !l.is_empty())
-                    .collect()
+            let parsed: Vec<Key> = if keys.len() == 1 && keys[0] == "-" {
+                stdin_keys(enc, ctx.key_format)?
             } else {
-                keys.clone()
+                keys.iter()
+                    .map(|k| coerce_key(k.as_bytes(), enc, ctx.key_format))
+                    .collect::<Result<_>>()?
             };
-            let parsed: Vec<Key> = raw
-                .iter()
-                .map(|k| coerce_key(k, enc))
-                .collect::<Result<_>>()?;
             let refs: Vec<_> = parsed.iter().map(Key::as_key_ref).collect();
             let ctxv = routing_context(rc, &reader, &columns)?;
             let results = reader.multi_get_with_context(&refs, ctxv.as_ref()).await?;
@@ -552,7 +632,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
             key,
             routing_context: rc,
         } => {
-            let k = coerce_key(key, enc)?;
+            let k = coerce_key(key.as_bytes(), enc, ctx.key_format)?;
             let ctxv = routing_context(rc, &reader, &columns)?;
             let db = reader.route_key(k.as_key_ref(), ctxv.as_ref())?;
             out.record(

@@ -50,7 +50,8 @@ impl KvBatch {
         }
     }
 
-    /// Append one pair.
+    /// Append one pair. `key` must not be empty: SlateDB refuses empty keys (the writer checks every row's key
+    /// before it reaches a batch).
     pub fn push(&mut self, key: &[u8], value: &[u8]) {
         let appended: Result<(), std::convert::Infallible> = self.push_encoded(
             |out| {

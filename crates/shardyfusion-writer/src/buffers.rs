@@ -45,6 +45,11 @@ impl Buffers {
         key: KeyRef<'_>,
         value: &[u8],
     ) -> Result<()> {
+        if matches!(key, KeyRef::Str("") | KeyRef::Bytes([])) {
+            return Err(shardyfusion_core::Error::config(
+                "an empty key cannot be stored (SlateDB keys are at least one byte)",
+            ));
+        }
         let buf = &mut self.bufs[i];
         if buf.row_capacity() == 0 {
             // One allocation per batch instead of repeated doubling.
