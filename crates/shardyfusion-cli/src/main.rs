@@ -69,11 +69,11 @@ pub(crate) struct Cli {
     #[arg(
         long,
         global = true,
-        value_enum,
         value_name = "FORMAT",
-        default_value = "text"
+        default_value = "text",
+        value_parser = ["text", "hex", "base64"]
     )]
-    key_format: read::KeyFormat,
+    key_format: String,
     /// Pin a manifest ref for this invocation (never moves `_CURRENT`).
     #[arg(
         long = "ref",
@@ -215,7 +215,7 @@ pub(crate) struct Ctx {
     /// The pointer object's URL (object-store backend), for messages.
     pub(crate) pointer_url: Option<String>,
     /// How keys are given.
-    pub(crate) key_format: read::KeyFormat,
+    pub(crate) key_format: shardyfusion::KeyFormat,
     pub(crate) out: Out,
     pub(crate) manifest_ref: Option<String>,
     pub(crate) offset: Option<usize>,
@@ -422,7 +422,7 @@ fn build_ctx_with(
         resolver,
         prefix,
         pointer_url,
-        key_format: cli.key_format,
+        key_format: cli.key_format.parse()?,
         out,
         manifest_ref: cli.manifest_ref.clone(),
         offset: cli.offset,

@@ -8,88 +8,12 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::{Map, Value, json};
 use shardyfusion::cel::{CelValue, RoutingContext};
 use shardyfusion::reader_async::{AsyncShardedReader, ReaderOptions};
-use shardyfusion::{CelColumnType, Key, KeyEncoding, RequiredBuildMeta, ShardingStrategy};
+use shardyfusion::{
+    CelColumnType, Key, KeyEncoding, KeyFormat, RequiredBuildMeta, ShardingStrategy,
+};
 
 use crate::output::{Format, table};
 use crate::{Command, Ctx};
-
-/// How keys are written on the command line and on `multiget -` lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub(crate) enum KeyFormat {
-    /// As typed: digits for integer encodings, the text itself for `utf8` and `raw`.
-    #[default]
-    Text,
-    /// The key's bytes in hex (integer encodings: the 8 or 4 big-endian bytes).
-    Hex,
-    /// The key's bytes in base64 (standard alphabet).
-    Base64,
-}
-
-/// A key given as `raw` (in `format`), coerced by the snapshot's key encoding. Nothing is
-/// trimmed: every byte is part of the key.
-pub(crate) fn coerce_key(raw: &[u8], encoding: KeyEncoding, format: KeyFormat) -> Result<Key> {
-    use base64::Engine as _;
-    let shown = || String::from_utf8_lossy(raw).into_owned();
-    let bytes: Vec<u8> = match format {
-        KeyFormat::Text => raw.to_vec(),
-        KeyFormat::Hex => {
-            let text = std::str::from_utf8(raw).unwrap_or_default();
-            if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-                bail!("key {:?} is not hex (--key-format hex)", shown());
-            }
-            (0..text.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
-                .collect::<std::result::Result<_, _>>()?
-        }
-        KeyFormat::Base64 => base64::engine::general_purpose::STANDARD
-            .decode(raw)
-            .with_context(|| format!("key {:?} is not base64 (--key-format base64)", shown()))?,
-    };
-    Ok(match (encoding, format) {
-        (KeyEncoding::U64Be | KeyEncoding::U32Be, KeyFormat::Text) => {
-            let text = std::str::from_utf8(&bytes).unwrap_or_default();
-            Key::Int(text.parse().with_context(|| {
-                format!(
-                    "key {:?} is not an integer, but the snapshot uses {encoding} keys",
-                    shown()
-                )
-            })?)
-        }
-        (KeyEncoding::U64Be, _) => {
-            let b: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
-                anyhow::anyhow!(
-                    "a u64be key is 8 bytes, got {} from {:?}",
-                    bytes.len(),
-                    shown()
-                )
-            })?;
-            Key::Int(i64::try_from(u64::from_be_bytes(b)).map_err(|_| {
-                anyhow::anyhow!(
-                    "key {:?} is above 2^63-1, which u64be keys cannot hold",
-                    shown()
-                )
-            })?)
-        }
-        (KeyEncoding::U32Be, _) => {
-            let b: [u8; 4] = bytes.as_slice().try_into().map_err(|_| {
-                anyhow::anyhow!(
-                    "a u32be key is 4 bytes, got {} from {:?}",
-                    bytes.len(),
-                    shown()
-                )
-            })?;
-            Key::Int(i64::from(u32::from_be_bytes(b)))
-        }
-        (KeyEncoding::Utf8, _) => Key::Str(String::from_utf8(bytes).map_err(|_| {
-            anyhow::anyhow!(
-                "key {:?} is not valid UTF-8, but the snapshot uses utf8 keys",
-                shown()
-            )
-        })?),
-        (KeyEncoding::Raw, _) => Key::Bytes(bytes),
-    })
-}
 
 /// The keys of `multiget -`: every line of stdin is one key (only `\n` or `\r\n` is
 /// stripped; an empty line is the empty key). A key that does not fit is an error naming its
@@ -110,7 +34,9 @@ fn stdin_keys(encoding: KeyEncoding, format: KeyFormat) -> Result<Vec<Key>> {
         .enumerate()
         .map(|(i, line)| {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            coerce_key(line, encoding, format).with_context(|| format!("stdin line {}", i + 1))
+            encoding
+                .parse_key(line, format)
+                .with_context(|| format!("stdin line {}", i + 1))
         })
         .collect()
 }
@@ -388,7 +314,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
             routing_context: rc,
             strict,
         } => {
-            let k = coerce_key(key.as_bytes(), enc, ctx.key_format)?;
+            let k = enc.parse_key(key.as_bytes(), ctx.key_format)?;
             let ctxv = routing_context(rc, &reader, &columns)?;
             let v = reader
                 .get_with_context(k.as_key_ref(), ctxv.as_ref())
@@ -431,7 +357,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
                 stdin_keys(enc, ctx.key_format)?
             } else {
                 keys.iter()
-                    .map(|k| coerce_key(k.as_bytes(), enc, ctx.key_format))
+                    .map(|k| Ok(enc.parse_key(k.as_bytes(), ctx.key_format)?))
                     .collect::<Result<_>>()?
             };
             let refs: Vec<_> = parsed.iter().map(Key::as_key_ref).collect();
@@ -632,7 +558,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: &Command) -> Result<ExitCode> {
             key,
             routing_context: rc,
         } => {
-            let k = coerce_key(key.as_bytes(), enc, ctx.key_format)?;
+            let k = enc.parse_key(key.as_bytes(), ctx.key_format)?;
             let ctxv = routing_context(rc, &reader, &columns)?;
             let db = reader.route_key(k.as_key_ref(), ctxv.as_ref())?;
             out.record(

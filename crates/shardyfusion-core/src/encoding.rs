@@ -15,7 +15,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::key::KeyRef;
+use crate::key::{Key, KeyRef};
 
 /// How logical keys are stored in shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -258,5 +258,121 @@ mod tests {
                 .normalize_lookup_key(KeyRef::Int(1))
                 .is_err()
         );
+    }
+}
+
+/// How a key is written as text where people and scripts type keys (the CLI's arguments and
+/// `multiget -` lines, HTTP paths): as typed, or the key's bytes in hex or base64, so that
+/// every key a snapshot can hold can be entered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyFormat {
+    /// As typed: digits for integer encodings, the text itself for `utf8` and `raw`.
+    #[default]
+    Text,
+    /// The key's bytes in hex (integer encodings: the 8 or 4 big-endian bytes).
+    Hex,
+    /// The key's bytes in standard base64.
+    Base64,
+}
+
+impl KeyFormat {
+    /// `text`, `hex` or `base64`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KeyFormat::Text => "text",
+            KeyFormat::Hex => "hex",
+            KeyFormat::Base64 => "base64",
+        }
+    }
+}
+
+impl FromStr for KeyFormat {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [KeyFormat::Text, KeyFormat::Hex, KeyFormat::Base64]
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| {
+                Error::config(format!("unknown key format {s:?}: use text, hex or base64"))
+            })
+    }
+}
+
+impl KeyEncoding {
+    /// The logical key that `raw`, written in `format`, stands for under this encoding.
+    /// Nothing is trimmed: every byte is part of the key.
+    ///
+    /// ```
+    /// use shardyfusion_core::{Key, KeyEncoding, KeyFormat};
+    /// assert_eq!(KeyEncoding::U64Be.parse_key(b"42", KeyFormat::Text).unwrap(), Key::Int(42));
+    /// assert_eq!(KeyEncoding::U64Be.parse_key(b"0000000000000102", KeyFormat::Hex).unwrap(), Key::Int(258));
+    /// assert_eq!(KeyEncoding::Raw.parse_key(b"ff", KeyFormat::Hex).unwrap(), Key::Bytes(vec![0xff]));
+    /// assert!(KeyEncoding::Utf8.parse_key(b"\xff", KeyFormat::Text).is_err());
+    /// ```
+    pub fn parse_key(self, raw: &[u8], format: KeyFormat) -> Result<Key> {
+        use base64::Engine as _;
+        let shown = || String::from_utf8_lossy(raw).into_owned();
+        let bytes: Vec<u8> = match format {
+            KeyFormat::Text => raw.to_vec(),
+            KeyFormat::Hex => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                if !raw.len().is_multiple_of(2) || raw.iter().any(|&b| hex(b).is_none()) {
+                    return Err(Error::config(format!(
+                        "key {:?} is not hex (key format hex)",
+                        shown()
+                    )));
+                }
+                raw.chunks(2)
+                    .map(|p| (hex(p[0]).unwrap_or(0) * 16 + hex(p[1]).unwrap_or(0)) as u8)
+                    .collect()
+            }
+            KeyFormat::Base64 => base64::engine::general_purpose::STANDARD
+                .decode(raw)
+                .map_err(|e| Error::config(format!("key {:?} is not base64 ({e})", shown())))?,
+        };
+        let int = |b: &[u8]| -> Result<i64> {
+            match (self, b.len()) {
+                (KeyEncoding::U64Be, 8) => {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(b);
+                    i64::try_from(u64::from_be_bytes(a)).map_err(|_| {
+                        Error::config(format!(
+                            "key {:?} is above 2^63-1, which u64be keys cannot hold",
+                            shown()
+                        ))
+                    })
+                }
+                (KeyEncoding::U32Be, 4) => {
+                    let mut a = [0u8; 4];
+                    a.copy_from_slice(b);
+                    Ok(i64::from(u32::from_be_bytes(a)))
+                }
+                (_, n) => Err(Error::config(format!(
+                    "a {self} key is {} bytes, got {n} from {:?}",
+                    if self == KeyEncoding::U64Be { 8 } else { 4 },
+                    shown()
+                ))),
+            }
+        };
+        Ok(match (self, format) {
+            (KeyEncoding::U64Be | KeyEncoding::U32Be, KeyFormat::Text) => {
+                let text = std::str::from_utf8(&bytes).unwrap_or_default();
+                Key::Int(text.parse().map_err(|_| {
+                    Error::config(format!(
+                        "key {:?} is not an integer, but the snapshot uses {self} keys",
+                        shown()
+                    ))
+                })?)
+            }
+            (KeyEncoding::U64Be | KeyEncoding::U32Be, _) => Key::Int(int(&bytes)?),
+            (KeyEncoding::Utf8, _) => Key::Str(String::from_utf8(bytes).map_err(|_| {
+                Error::config(format!(
+                    "key {:?} is not valid UTF-8, but the snapshot uses utf8 keys (give raw bytes \
+                     with key format hex or base64 only to raw snapshots)",
+                    shown()
+                ))
+            })?),
+            (KeyEncoding::Raw, _) => Key::Bytes(bytes),
+        })
     }
 }

@@ -62,7 +62,7 @@ pub use credentials::{
     AddressingStyle, CredentialProvider, EnvCredentialProvider, EnvLookup, S3ConnectionOptions,
     S3Credentials, SecretString, StaticCredentialProvider, VerifySsl, process_env,
 };
-pub use encoding::KeyEncoding;
+pub use encoding::{KeyEncoding, KeyFormat};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use key::{
     HASH_ALGORITHM, HashRouter, Key, KeyRef, check_hash_algorithm, hash_db_id, xxh3_digest,
