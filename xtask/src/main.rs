@@ -2,7 +2,8 @@
 //!
 //! * `cargo xtask ci` — everything CI checks, in order: `fmt --check`, clippy with `-D warnings`
 //!   on all targets, the facade's features one by one, the tests through `it`, the README's
-//!   quickstart on a small dataset, `cargo doc` with warnings denied, `tidy`, `codegen --check`.
+//!   quickstart on a small dataset, `cargo doc` with warnings denied, a fuzzing smoke (every
+//!   `cargo fuzz` target a few seconds), `tidy`, `codegen --check`.
 //! * `cargo xtask it` — the tests with the servers they need (S3-compatible, PostgreSQL).
 //! * `cargo xtask test` — the workspace tests alone (server tests skip outside CI).
 //! * `cargo xtask tidy` — repository rules (module docs, dependency layering, banned macros).
@@ -12,11 +13,13 @@
 //! * `cargo xtask bench [--rows N] [--cel]` — benchmarks as ratios against raw SlateDB;
 //!   `cargo xtask bench --scale` — the scale scenario (2 M and 20 M rows, peak RSS);
 //!   `cargo xtask bench --python` — the Python bindings and Spark against Rust.
+//! * `cargo xtask fuzz [--seconds N] [TARGET...]` — the `cargo fuzz` targets in `fuzz/`.
 
 #![allow(clippy::print_stdout)]
 
 mod bench;
 mod codegen;
+mod fuzz;
 mod it;
 mod pybench;
 mod tidy;
@@ -43,6 +46,7 @@ fn run() -> Result<()> {
         Some("test") => test(&root),
         Some("it") => it::run(&root),
         Some("bench") => bench::run(&root, &args[1..]),
+        Some("fuzz") => fuzz::run(&root, &args[1..]),
         Some("features") => features(&root),
         Some("tidy") => {
             tidy::check(&root)?;
@@ -52,7 +56,7 @@ fn run() -> Result<()> {
         Some("codegen") => codegen::run(&root, args.iter().any(|a| a == "--check")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | it | test | tidy | codegen [--check] | features | bench [--rows N] [--cel] | bench --scale | bench --python>"
+                "usage: cargo xtask <ci | it | test | tidy | codegen [--check] | features | bench [--rows N] [--cel] | bench --scale | bench --python | fuzz [--seconds N] [TARGET...]>"
             );
             bail!("unknown or missing command")
         }
@@ -149,6 +153,10 @@ fn ci(root: &Path) -> Result<()> {
     let start = Instant::now();
     run_cmd("fmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
     run_cmd(
+        "fmt (fuzz targets)",
+        cargo().args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"]),
+    )?;
+    run_cmd(
         "clippy",
         cargo().args([
             "clippy",
@@ -177,6 +185,9 @@ fn ci(root: &Path) -> Result<()> {
             .args(["doc", "--workspace", "--no-deps", "--locked"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
+    // Fuzzing as a smoke: every target builds with the sanitizers and runs a few seconds on
+    // seeds from the fixtures (`cargo xtask fuzz --seconds N` for longer runs).
+    fuzz::run(root, &["--seconds".to_owned(), "8".to_owned()])?;
     println!("\n==> tidy");
     tidy::check(root)?;
     println!("<== tidy: ok");

@@ -171,6 +171,17 @@ pub(crate) fn rewrite_int_negation(e: &mut IdedExpr, env: &BTreeMap<String, CelC
 /// Lexical checks done before parsing: the parser panics on unterminated literals and some
 /// unbalanced input, and silently collapses repeated unary operators (`!!x` → `!x`).
 pub(crate) fn prescan(src: &str) -> Result<(), String> {
+    // The parser panics on control characters (found by the cel_eval fuzz target); CEL spells
+    // them with escapes (`"\a"`, `"\x07"`) inside string literals.
+    if let Some((at, c)) = src
+        .char_indices()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(format!(
+            "control character U+{:04X} at offset {at}: write it as an escape inside a string literal",
+            c as u32
+        ));
+    }
     let bytes = src.as_bytes();
     let mut depth: Vec<u8> = Vec::new();
     let mut i = 0;
@@ -259,6 +270,14 @@ mod tests {
                 .contains("unterminated")
         );
         assert!(prescan("(1 + 2").unwrap_err().contains("unclosed"));
+        // Regressions (cel_eval fuzz target): control characters panicked the parser.
+        assert!(prescan("\u{7} + 1").unwrap_err().contains("U+0007"));
+        assert!(
+            prescan("key + \u{1}")
+                .unwrap_err()
+                .contains("control character")
+        );
+        prescan("key +\t1\r\n").unwrap();
         assert!(prescan("1 + 2)").unwrap_err().contains("unbalanced"));
         assert!(prescan("!!flag").unwrap_err().contains("repeated '!'"));
         assert!(prescan("a - -b").unwrap_err().contains("repeated '-'"));

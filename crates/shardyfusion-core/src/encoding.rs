@@ -308,6 +308,9 @@ impl KeyEncoding {
     /// assert_eq!(KeyEncoding::U64Be.parse_key(b"0000000000000102", KeyFormat::Hex).unwrap(), Key::Int(258));
     /// assert_eq!(KeyEncoding::Raw.parse_key(b"ff", KeyFormat::Hex).unwrap(), Key::Bytes(vec![0xff]));
     /// assert!(KeyEncoding::Utf8.parse_key(b"\xff", KeyFormat::Text).is_err());
+    /// // Integers outside the encoding's range are errors, not keys that can never exist.
+    /// assert!(KeyEncoding::U64Be.parse_key(b"-1", KeyFormat::Text).is_err());
+    /// assert!(KeyEncoding::U32Be.parse_key(b"4294967296", KeyFormat::Text).is_err());
     /// ```
     pub fn parse_key(self, raw: &[u8], format: KeyFormat) -> Result<Key> {
         use base64::Engine as _;
@@ -357,12 +360,15 @@ impl KeyEncoding {
         Ok(match (self, format) {
             (KeyEncoding::U64Be | KeyEncoding::U32Be, KeyFormat::Text) => {
                 let text = std::str::from_utf8(&bytes).unwrap_or_default();
-                Key::Int(text.parse().map_err(|_| {
+                let v: i64 = text.parse().map_err(|_| {
                     Error::config(format!(
                         "key {:?} is not an integer, but the snapshot uses {self} keys",
                         shown()
                     ))
-                })?)
+                })?;
+                // Found by the key_parse fuzz target: "-1" parsed, but no u64be key is negative.
+                self.check(KeyRef::Int(v))?;
+                Key::Int(v)
             }
             (KeyEncoding::U64Be | KeyEncoding::U32Be, _) => Key::Int(int(&bytes)?),
             (KeyEncoding::Utf8, _) => Key::Str(String::from_utf8(bytes).map_err(|_| {

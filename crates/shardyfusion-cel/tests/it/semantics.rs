@@ -280,3 +280,14 @@ fn by_columns_spec_table_and_separator_escaping() {
     assert_eq!(r.route_context(&ctx).unwrap(), Route::Shard(2));
     assert!(cel_sharding_by_columns(&["a".into(), "a".into()], Some(2), ":").is_err());
 }
+
+/// Regressions from the `cel_eval` fuzz target: inputs the parser panics on (an operator with
+/// no operand, control characters) are compile errors, never a crash of the caller.
+#[test]
+fn parser_traps_found_by_fuzzing_are_compile_errors() {
+    let columns = cols(&[("raw", CelColumnType::Bytes), ("key", CelColumnType::Int)]);
+    for expr in ["raw*", "\u{7} + 1", "key + \u{1}"] {
+        let err = CelExpression::compile(expr, &columns).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConfigValidation, "{expr:?}: {err}");
+    }
+}
