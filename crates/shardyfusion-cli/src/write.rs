@@ -164,6 +164,11 @@ pub(crate) struct WriteArgs {
     /// No progress output.
     #[arg(long)]
     no_progress: bool,
+    /// Print every writer metric event (SPEC 11) as one JSON line on stderr as it happens
+    /// (`{"event": "write.manifest_published", ...}`): a trace for tooling and debugging. Turns
+    /// the progress bar off.
+    #[arg(long)]
+    events: bool,
 }
 
 fn sharding(args: &WriteArgs) -> Result<Option<ShardingSpec>> {
@@ -210,6 +215,31 @@ fn sharding(args: &WriteArgs) -> Result<Option<ShardingSpec>> {
         spec = spec.infer_routing_values();
     }
     Ok(Some(spec))
+}
+
+/// `--events`: every metric event as a JSON line on stderr, written and flushed before the
+/// writer goes on (so a line is never behind what the writer has done).
+struct EventLog;
+
+impl shardyfusion::MetricsCollector for EventLog {
+    fn emit(&self, event: shardyfusion::MetricEvent, payload: &shardyfusion::metrics::Payload<'_>) {
+        use shardyfusion::MetricValue as V;
+        use std::io::Write as _;
+        let mut record = Map::new();
+        record.insert("event".into(), json!(event.name()));
+        for (name, value) in payload {
+            let v = match value {
+                V::Int(i) => json!(i),
+                V::Float(f) => json!(f),
+                V::Bool(b) => json!(b),
+                V::Str(s) => json!(s),
+            };
+            record.insert((*name).to_owned(), v);
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{}", Value::Object(record));
+        let _ = err.flush();
+    }
 }
 
 /// A progress bar fed by the writer's metric events (rows written, shards done) and the input
@@ -333,7 +363,13 @@ pub(crate) async fn run(ctx: &Ctx, args: &WriteArgs) -> Result<ExitCode> {
         expected_rows = Some(counted);
     }
     let bytes = Arc::new(AtomicU64::new(0));
-    let progress = if !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+    if args.events {
+        b = b.metrics_collector(Arc::new(EventLog));
+    }
+    let progress = if !args.no_progress
+        && !args.events
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+    {
         let bar = match expected_rows {
             Some(n) => indicatif::ProgressBar::new(n).with_style(
                 indicatif::ProgressStyle::with_template(

@@ -8,6 +8,7 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 mod inputs;
+mod kill;
 mod ux;
 
 fn scratch(name: &str) -> PathBuf {
