@@ -43,8 +43,8 @@ fn phase(last: &str) -> &'static str {
 
 struct Target {
     prefix: String,
-    /// A fresh resolver per reader: each blocking reader owns a runtime, and HTTP connections
-    /// pooled under one runtime do not survive it (see the closing note of the kill harness).
+    /// A fresh resolver per reader, as the CLI and the Python bindings use: readers opened in
+    /// turn over one shared resolver failed their first S3 request here (notes, §I).
     resolver: Box<dyn Fn() -> StorageResolver>,
     /// Extra `shardy` arguments and environment that reach the storage.
     args: Vec<String>,
