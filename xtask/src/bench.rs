@@ -190,6 +190,30 @@ pub(crate) fn build_scale_tools(root: &Path) -> Result<()> {
     )
 }
 
+/// `shardy write` (release) of a scale dataset (`id` keys, `payload` values) into `num_dbs`
+/// shards at `out`.
+pub(crate) fn shardy_write(
+    root: &Path,
+    data: &Path,
+    out: &Path,
+    num_dbs: u32,
+) -> std::process::Command {
+    let mut c = std::process::Command::new(root.join("target/release/shardy"));
+    c.args([
+        "write",
+        "--no-progress",
+        "--key-col",
+        "id",
+        "--value-col",
+        "payload",
+    ])
+    .args(["--num-dbs", &num_dbs.to_string(), "--parallel", "--input"])
+    .arg(data)
+    .arg("--prefix")
+    .arg(out);
+    c
+}
+
 /// `METRIC name value` from a bench's output.
 pub(crate) fn metric(out: &str, name: &str) -> Result<f64> {
     out.lines()
@@ -206,7 +230,6 @@ fn scale_bench(root: &Path) -> Result<()> {
     build_scale_tools(root)?;
     let scale_bin = bench_binary(root, "scale")?;
     let read_bin = bench_binary(root, "read")?;
-    let shardy = root.join("target/release/shardy");
     let dataset = |rows: u64| -> Result<std::path::PathBuf> {
         let data = root.join(format!("target/bench-data/scale-{rows}"));
         if !data.join("part-00000.parquet").exists() {
@@ -236,21 +259,7 @@ fn scale_bench(root: &Path) -> Result<()> {
         )?;
         let lib = (rows as f64 / secs, rss);
         let _ = std::fs::remove_dir_all(&out);
-        let (cli_rss, cli_secs, _) = measure_child(
-            std::process::Command::new(&shardy)
-                .args([
-                    "write",
-                    "--no-progress",
-                    "--key-col",
-                    "id",
-                    "--value-col",
-                    "payload",
-                ])
-                .args(["--num-dbs", "64", "--parallel", "--input"])
-                .arg(&data)
-                .arg("--prefix")
-                .arg(&out),
-        )?;
+        let (cli_rss, cli_secs, _) = measure_child(&mut shardy_write(root, &data, &out, 64))?;
         let _ = std::fs::remove_dir_all(&out);
         let cli = (rows as f64 / cli_secs, cli_rss);
         println!(

@@ -7,10 +7,10 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use crate::bench::{bench_binary, measure_child, metric};
+use crate::bench::{bench_binary, measure_child, metric, shardy_write};
 
 const ROWS: u64 = 2_000_000;
-const NUM_DBS: &str = "8";
+const NUM_DBS: u32 = 8;
 
 pub(crate) fn run(root: &Path) -> Result<()> {
     println!("bench: Python bindings (2,000,000 rows, 8-byte keys, 100-byte values, 8 shards)");
@@ -44,21 +44,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(&spark_snap);
     let _ = std::fs::remove_dir_all(spark_snap.with_file_name("py-spark-warmup"));
 
-    let (_, shardy_secs, _) = measure_child(
-        Command::new(root.join("target/release/shardy"))
-            .args([
-                "write",
-                "--no-progress",
-                "--key-col",
-                "id",
-                "--value-col",
-                "payload",
-            ])
-            .args(["--num-dbs", NUM_DBS, "--parallel", "--input"])
-            .arg(&data)
-            .arg("--prefix")
-            .arg(&snap),
-    )?;
+    let (_, shardy_secs, _) = measure_child(&mut shardy_write(root, &data, &snap, NUM_DBS))?;
     let shardy_rate = ROWS as f64 / shardy_secs;
     let (_, _, spark) = measure_child(
         Command::new(&python)
@@ -66,7 +52,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
             .arg("spark")
             .arg(&data)
             .arg(&spark_snap)
-            .arg(NUM_DBS),
+            .arg(NUM_DBS.to_string()),
     )?;
     let spark_rate = metric(&spark, "spark_rows_per_s")?;
     let (_, _, rust) = measure_child(

@@ -20,6 +20,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<write::Writer>()?;
     m.add_class::<write::EngineBuild>()?;
     m.add_class::<read::Reader>()?;
+    m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
     m.add("WRITER_VERSION", shardyfusion::writer::WRITER_VERSION)?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use shardyfusion::{Key, KeyRef, Result};
 use crate::config::{self, parse};
 use crate::error::{IntoPy as _, to_py};
 use crate::keys;
-use crate::runtime::{detached, runtime};
+use crate::runtime::{fork_generation, runtime};
 
 /// Values of a `multi_get`: a dict of key → bytes or None, in first-occurrence order.
 fn values_to_py<'py>(
@@ -36,22 +36,19 @@ fn refs(keys: &[Key]) -> Vec<KeyRef<'_>> {
 #[pyclass(module = "shardyfusion_rs._native", frozen)]
 pub(crate) struct Reader {
     inner: Arc<ConcurrentShardedReader>,
-    /// The process that opened it: its runtime's threads do not exist in a forked child.
-    pid: u32,
+    /// The fork generation that opened it: its runtime's threads do not exist in a child.
+    generation: u64,
 }
 
 impl Reader {
     /// The Rust reader, unless this is a forked child of the process that opened it (whose
     /// copy would wait forever for threads that were not forked).
     fn reader(&self) -> PyResult<&ConcurrentShardedReader> {
-        if std::process::id() != self.pid {
+        if fork_generation() != self.generation {
             return Err(to_py(shardyfusion::Error::new(
                 shardyfusion::ErrorKind::ReaderState,
-                format!(
-                    "this reader was opened in process {} and cannot be used after fork: open a \
-                     new reader in the child (e.g. in a post-fork hook)",
-                    self.pid
-                ),
+                "this reader was opened before this process was forked and cannot be used after \
+                 fork: open a new reader in the child (e.g. in a post-fork hook)",
             )));
         }
         Ok(&self.inner)
@@ -88,19 +85,20 @@ impl Reader {
         let setup = parse::<config::Reader>("reader options", options)
             .and_then(|o| o.to_rust())
             .py()?;
-        let inner = detached(py, move || match setup.manifest_ref {
-            Some(r) => ConcurrentShardedReader::open_pinned(
-                setup.store,
-                &r,
-                setup.options,
-                setup.concurrent,
-            ),
-            None => ConcurrentShardedReader::open(setup.store, setup.options, setup.concurrent),
-        })
-        .py()?;
+        let inner = py
+            .detach(move || match setup.manifest_ref {
+                Some(r) => ConcurrentShardedReader::open_pinned(
+                    setup.store,
+                    &r,
+                    setup.options,
+                    setup.concurrent,
+                ),
+                None => ConcurrentShardedReader::open(setup.store, setup.options, setup.concurrent),
+            })
+            .py()?;
         Ok(Reader {
             inner: Arc::new(inner),
-            pid: std::process::id(),
+            generation: fork_generation(),
         })
     }
 
@@ -115,10 +113,9 @@ impl Reader {
         let key = keys::key(key)?;
         let ctx = keys::routing_context(routing_context)?;
         let reader = self.reader()?;
-        let value = detached(py, || {
-            reader.get_with_context(key.as_key_ref(), ctx.as_ref())
-        })
-        .py()?;
+        let value = py
+            .detach(|| reader.get_with_context(key.as_key_ref(), ctx.as_ref()))
+            .py()?;
         Ok(value.map(|v| PyBytes::new(py, &v)))
     }
 
@@ -133,17 +130,16 @@ impl Reader {
         let keys = keys::keys(keys)?;
         let ctx = keys::routing_context(routing_context)?;
         let reader = self.reader()?;
-        let found = detached(py, || {
-            reader.multi_get_with_context(&refs(&keys), ctx.as_ref())
-        })
-        .py()?;
+        let found = py
+            .detach(|| reader.multi_get_with_context(&refs(&keys), ctx.as_ref()))
+            .py()?;
         values_to_py(py, &found)
     }
 
     /// Swap to the newest snapshot; `True` when it changed.
     fn refresh(&self, py: Python<'_>) -> PyResult<bool> {
         let reader = self.reader()?;
-        detached(py, || reader.refresh()).py()
+        py.detach(|| reader.refresh()).py()
     }
 
     /// The shard `key` routes to.
@@ -226,7 +222,7 @@ impl Reader {
     /// child it does nothing: the reader belongs to the parent.
     fn close(&self, py: Python<'_>) {
         if let Ok(reader) = self.reader() {
-            detached(py, || reader.close());
+            py.detach(|| reader.close());
         }
     }
 

@@ -1,23 +1,40 @@
 //! The module's tokio runtime: created on first use, re-created in a forked child (whose copy
-//! has no threads), and entered with the GIL released.
+//! has no threads), and entered with the GIL released. Forks are counted by a hook the Python
+//! package registers with `os.register_at_fork`, so the per-call check is one atomic load.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
 use shardyfusion::{Error, ErrorKind, Result};
 use tokio::runtime::Runtime;
 
-/// The runtime and the process that built it.
-static RUNTIME: Mutex<Option<(u32, Arc<Runtime>)>> = Mutex::new(None);
+/// Forks of this process so far (incremented in each child).
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+/// The runtime and the fork generation that built it.
+static RUNTIME: Mutex<Option<(u64, Arc<Runtime>)>> = Mutex::new(None);
+
+/// Called in a freshly forked child (`os.register_at_fork(after_in_child=...)`).
+#[pyfunction]
+pub(crate) fn _after_fork_in_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many forks separate this process from the first one: state made under another
+/// generation belongs to a parent whose threads this process does not have.
+pub(crate) fn fork_generation() -> u64 {
+    FORKS.load(Ordering::Relaxed)
+}
 
 /// This process's runtime. After `fork` the parent's runtime is forgotten, never dropped:
 /// its worker threads do not exist in the child, so shutting it down would wait forever.
 pub(crate) fn runtime() -> Result<Arc<Runtime>> {
-    let pid = std::process::id();
+    let generation = fork_generation();
     let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((owner, rt)) = slot.as_ref()
-        && *owner == pid
+        && *owner == generation
     {
         return Ok(rt.clone());
     }
@@ -36,7 +53,7 @@ pub(crate) fn runtime() -> Result<Arc<Runtime>> {
                 )
             })?,
     );
-    *slot = Some((pid, rt.clone()));
+    *slot = Some((generation, rt.clone()));
     Ok(rt)
 }
 
@@ -48,9 +65,4 @@ where
 {
     let rt = runtime()?;
     py.detach(move || rt.block_on(fut))
-}
-
-/// Run `f` with the GIL released (blocking work that drives its own runtime).
-pub(crate) fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
-    py.detach(f)
 }

@@ -20,6 +20,21 @@ fn shardy_in(dir: &Path) -> assert_cmd::Command {
     c
 }
 
+/// `shardy write` of `airlines.jsonl` keyed by `code`, with `args` after it.
+fn write_airlines(dir: &Path, args: &[&str]) -> assert_cmd::Command {
+    let mut c = shardy_in(dir);
+    c.args([
+        "write",
+        "--no-progress",
+        "--input",
+        "airlines.jsonl",
+        "--key-col",
+        "code",
+    ])
+    .args(args);
+    c
+}
+
 fn stdout(c: &mut assert_cmd::Command) -> String {
     let out = c.output().unwrap();
     assert!(
@@ -198,20 +213,17 @@ fn errors_say_what_to_do_next() {
     );
     // A string key under the default u64be encoding.
     let e = err_json(
-        shardy_in(&dir).args([
-            "write",
-            "--no-progress",
-            "--input",
-            "airlines.jsonl",
-            "--key-col",
-            "code",
-            "--value-col",
-            "name",
-            "--num-dbs",
-            "2",
-            "--prefix",
-            "snaps/bad",
-        ]),
+        &mut write_airlines(
+            &dir,
+            &[
+                "--value-col",
+                "name",
+                "--num-dbs",
+                "2",
+                "--prefix",
+                "snaps/bad",
+            ],
+        ),
         1,
     );
     assert!(
@@ -220,32 +232,24 @@ fn errors_say_what_to_do_next() {
     );
     // No sharding chosen.
     let e = err_json(
-        shardy_in(&dir).args([
-            "write",
-            "--no-progress",
-            "--input",
-            "airlines.jsonl",
-            "--key-col",
-            "code",
-            "--key-encoding",
-            "utf8",
-            "--value-col",
-            "name",
-            "--prefix",
-            "snaps/bad",
-        ]),
+        &mut write_airlines(
+            &dir,
+            &[
+                "--key-encoding",
+                "utf8",
+                "--value-col",
+                "name",
+                "--prefix",
+                "snaps/bad",
+            ],
+        ),
         1,
     );
     assert!(e["error"].as_str().unwrap().contains("--num-dbs"), "{e}");
     // Sharding flags that need another flag name it.
-    let out = shardy_in(&dir)
-        .args([
-            "write",
-            "--no-progress",
-            "--input",
-            "airlines.jsonl",
-            "--key-col",
-            "code",
+    let out = write_airlines(
+        &dir,
+        &[
             "--key-encoding",
             "utf8",
             "--value-col",
@@ -256,29 +260,27 @@ fn errors_say_what_to_do_next() {
             "2",
             "--prefix",
             "snaps/bad",
-        ])
-        .output()
-        .unwrap();
+        ],
+    )
+    .output()
+    .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cel-expr <CEL_EXPR>"));
     let e = err_json(
-        shardy_in(&dir).args([
-            "write",
-            "--no-progress",
-            "--input",
-            "airlines.jsonl",
-            "--key-col",
-            "code",
-            "--key-encoding",
-            "utf8",
-            "--value-col",
-            "name",
-            "--cel-expr",
-            "code",
-            "--cel-column",
-            "code:string",
-            "--prefix",
-            "snaps/bad",
-        ]),
+        &mut write_airlines(
+            &dir,
+            &[
+                "--key-encoding",
+                "utf8",
+                "--value-col",
+                "name",
+                "--cel-expr",
+                "code",
+                "--cel-column",
+                "code:string",
+                "--prefix",
+                "snaps/bad",
+            ],
+        ),
         1,
     );
     let msg = e["error"].as_str().unwrap();

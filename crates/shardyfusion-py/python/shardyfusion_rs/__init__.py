@@ -6,7 +6,12 @@ Write a dataset into N shards and publish it (``write_sharded``; Spark, Dask and
 (``ShardedReader``, ``ConcurrentShardedReader``, ``AsyncShardedReader``).
 """
 
+import os as _os
+
 from . import _native
+
+# Count forks in the child, so runtimes and readers made by the parent are recognised there.
+_os.register_at_fork(after_in_child=_native._after_fork_in_child)
 from .config import (
     CelShardedWriteConfig,
     Credentials,

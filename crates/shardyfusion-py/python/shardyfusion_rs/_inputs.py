@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Iterator, NoReturn
 import pyarrow as pa
 
 from .errors import ConfigValidationError
-from .values import ValueSpec, value_bytes
+from .values import ENCODED_COLUMN, ValueSpec, value_bytes
 
 #: Rows per Arrow batch made from Python records.
 RECORD_CHUNK = 8192
@@ -144,7 +144,7 @@ def encoded(
     reader: pa.RecordBatchReader, spec: ValueSpec, errors: InputErrors
 ) -> pa.RecordBatchReader:
     """``reader`` with a callable encoder's output added to every batch."""
-    schema = reader.schema.append(pa.field("__shardyfusion_value__", pa.binary()))
+    schema = reader.schema.append(pa.field(ENCODED_COLUMN, pa.binary()))
     return pa.RecordBatchReader.from_batches(
         schema, errors.watch(spec.encode_batch(b) for b in reader)
     )

@@ -9,6 +9,8 @@ import pyarrow as pa
 
 WRITER_VERSION: str
 
+def _after_fork_in_child() -> None: ...
+
 _Key = int | str | bytes
 _Ctx = Mapping[str, int | float | bool | str | bytes] | None
 _Callback = Callable[[bool, Any], None]
